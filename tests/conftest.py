@@ -1,0 +1,57 @@
+"""Session-wide real servers for the tests: one MLflow server, one model trained on the real data.
+
+Training runs once per test session (about a minute on 2 cores) and every test that needs a served
+model reuses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests import stack
+
+
+@pytest.fixture(scope="session")
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("stack")
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(state_dir: Path) -> Iterator[stack.Process]:
+    proc = stack.start_mlflow(state_dir)
+    yield proc
+    proc.stop()
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    tracking_uri: str
+    name: str
+    version: str
+    run_id: str
+    train_output: str
+
+    @property
+    def model_uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+@pytest.fixture(scope="session")
+def champion(mlflow_server: stack.Process) -> TrainedModel:
+    """`trainer train` on the real default data, against the real server: hotel-adr@champion."""
+    from mlflow import MlflowClient
+
+    result = stack.run_cli(["trainer", "train"], env={"MLFLOW_TRACKING_URI": mlflow_server.url, "LOG_FORMAT": "json"})
+    assert result.returncode == 0, f"trainer failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+    version = MlflowClient(mlflow_server.url).get_model_version_by_alias("hotel-adr", "champion")
+    return TrainedModel(
+        tracking_uri=mlflow_server.url,
+        name="hotel-adr",
+        version=version.version,
+        run_id=version.run_id,
+        train_output=result.stdout + result.stderr,
+    )

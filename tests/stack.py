@@ -1,0 +1,298 @@
+"""Real processes on 127.0.0.1, wired the way the chart wires them in a cluster.
+
+Used by the integration and e2e tests and by `make demo` (tests/e2e/demo.py), so the local loop is
+orchestrated in exactly one place. Every process logs to a file in the state folder; when one dies
+before it is ready, the error carries the tail of its log.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+CHART = REPO / "charts" / "mlops"
+ALERT_RULES = CHART / "rules" / "alerts.yaml"
+ALERTMANAGER_CONFIG = CHART / "files" / "alertmanager.yml"
+# Debian installs these names; the tests and the demo run the real binaries.
+PROMETHEUS_BINARIES = {
+    "prometheus": "prometheus",
+    "alertmanager": "prometheus-alertmanager",
+    "pushgateway": "prometheus-pushgateway",
+    "promtool": "promtool",
+}
+
+
+class StackError(RuntimeError):
+    """A process of the local stack could not be started."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def require_binary(name: str) -> str:
+    """Path of a system binary, or a clear error naming the package that provides it."""
+    path = shutil.which(name)
+    if path is None:
+        raise StackError(
+            f"{name} is not installed: run `make system-deps` "
+            "(Debian packages prometheus, prometheus-alertmanager, prometheus-pushgateway)"
+        )
+    return path
+
+
+@dataclass
+class Process:
+    name: str
+    url: str
+    popen: subprocess.Popen
+    log_path: Path
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, timeout: float = 15) -> int:
+        """SIGTERM, wait, then SIGKILL: the same sequence the kubelet uses."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        return self.popen.returncode
+
+
+def wait_until_ready(proc: Process, path: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise StackError(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.log_tail()}")
+        try:
+            r = httpx.get(proc.url + path, timeout=2)
+            if r.status_code == 200:
+                return
+            last = f"HTTP {r.status_code}"
+        except httpx.HTTPError as exc:
+            last = repr(exc)
+        time.sleep(0.25)
+    raise StackError(f"{proc.name} not ready at {proc.url}{path} after {timeout:.0f}s ({last}):\n{proc.log_tail()}")
+
+
+def start_process(
+    name: str,
+    argv: list[str],
+    *,
+    port: int,
+    state_dir: Path,
+    ready_path: str,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 60,
+) -> Process:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log_path = state_dir / f"{name}.log"
+    log = log_path.open("ab")
+    popen = subprocess.Popen(
+        argv,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+        cwd=state_dir,
+        start_new_session=True,  # Ctrl-C in the demo reaches us, and we stop children in order
+    )
+    log.close()
+    proc = Process(name=name, url=f"http://127.0.0.1:{port}", popen=popen, log_path=log_path)
+    try:
+        wait_until_ready(proc, ready_path, timeout)
+    except BaseException:
+        proc.stop()
+        raise
+    return proc
+
+
+def start_mlflow(state_dir: Path, port: int | None = None) -> Process:
+    """`mlflow server` with a SQLite store; clients upload artifacts through the server."""
+    port = port or free_port()
+    home = state_dir / "mlflow"
+    home.mkdir(parents=True, exist_ok=True)
+    argv = [
+        str(VENV_BIN / "mlflow"), "server",
+        "--host", "127.0.0.1", "--port", str(port),
+        "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
+        "--serve-artifacts", "--artifacts-destination", str(home / "artifacts"),
+        "--workers", "1",
+    ]  # fmt: skip
+    return start_process("mlflow", argv, port=port, state_dir=state_dir, ready_path="/health", timeout=120)
+
+
+def start_predictor(
+    state_dir: Path,
+    mlflow_uri: str,
+    *,
+    name: str = "predictor",
+    port: int | None = None,
+    settings: Mapping[str, str] | None = None,
+    timeout: float = 120,
+) -> Process:
+    """One predictor process (one uvicorn worker), ready once it has loaded the champion."""
+    port = port or free_port()
+    env = {"MLFLOW_TRACKING_URI": mlflow_uri, "LOG_FORMAT": "json", **(settings or {})}
+    argv = [str(VENV_BIN / "predictor"), "--host", "127.0.0.1", "--port", str(port)]
+    return start_process(name, argv, port=port, state_dir=state_dir, ready_path="/readyz", env=env, timeout=timeout)
+
+
+def start_pushgateway(state_dir: Path, port: int | None = None) -> Process:
+    port = port or free_port()
+    argv = [require_binary(PROMETHEUS_BINARIES["pushgateway"]), f"--web.listen-address=127.0.0.1:{port}"]
+    return start_process("pushgateway", argv, port=port, state_dir=state_dir, ready_path="/-/ready")
+
+
+def start_alertmanager(state_dir: Path, port: int | None = None, config: Path = ALERTMANAGER_CONFIG) -> Process:
+    """Alertmanager with the chart's own config file."""
+    port = port or free_port()
+    data = state_dir / "alertmanager"
+    data.mkdir(parents=True, exist_ok=True)
+    argv = [
+        require_binary(PROMETHEUS_BINARIES["alertmanager"]),
+        f"--config.file={config}",
+        f"--storage.path={data}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",  # no gossip: one instance
+    ]
+    return start_process("alertmanager", argv, port=port, state_dir=state_dir, ready_path="/-/ready")
+
+
+def prometheus_config(
+    *,
+    predictors: list[str],
+    pushgateway: str,
+    alertmanager: str | None,
+    rule_files: list[Path],
+    interval: str,
+) -> str:
+    """The local equivalent of the chart's Prometheus config: static targets instead of pod discovery."""
+
+    def hostport(url: str) -> str:
+        return url.removeprefix("http://").removeprefix("https://")
+
+    targets = ", ".join(f'"{hostport(u)}"' for u in predictors)
+    rules = "\n".join(f"  - {p}" for p in rule_files)
+    alerting = (
+        f"alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{hostport(alertmanager)}']\n"
+        if alertmanager
+        else ""
+    )
+    return textwrap.dedent(f"""\
+        global:
+          scrape_interval: {interval}
+          evaluation_interval: {interval}
+        rule_files:
+        {rules}
+        scrape_configs:
+          - job_name: predictor
+            static_configs:
+              - targets: [{targets}]
+          - job_name: pushgateway
+            honor_labels: true
+            static_configs:
+              - targets: ["{hostport(pushgateway)}"]
+        """) + alerting
+
+
+def start_prometheus(
+    state_dir: Path,
+    *,
+    predictors: list[str],
+    pushgateway: str,
+    alertmanager: str | None,
+    rule_files: list[Path] | None = None,
+    interval: str = "2s",
+    port: int | None = None,
+) -> Process:
+    """Prometheus loading the chart's alert rules file itself (one source of truth)."""
+    port = port or free_port()
+    home = state_dir / "prometheus"
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "prometheus.yml"
+    config.write_text(
+        prometheus_config(
+            predictors=predictors,
+            pushgateway=pushgateway,
+            alertmanager=alertmanager,
+            rule_files=rule_files if rule_files is not None else [ALERT_RULES],
+            interval=interval,
+        )
+    )
+    argv = [
+        require_binary(PROMETHEUS_BINARIES["prometheus"]),
+        f"--config.file={config}",
+        f"--storage.tsdb.path={home / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    return start_process("prometheus", argv, port=port, state_dir=state_dir, ready_path="/-/ready")
+
+
+@dataclass
+class LocalStack:
+    """Processes started in order and stopped in reverse, whatever happens in between."""
+
+    state_dir: Path
+    processes: dict[str, Process] = field(default_factory=dict)
+
+    def add(self, proc: Process) -> Process:
+        self.processes[proc.name] = proc
+        return proc
+
+    def __getitem__(self, name: str) -> Process:
+        return self.processes[name]
+
+    def stop(self) -> None:
+        for proc in reversed(list(self.processes.values())):
+            proc.stop()
+        self.processes.clear()
+
+
+@contextmanager
+def local_stack(state_dir: Path) -> Iterator[LocalStack]:
+    stack = LocalStack(state_dir)
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+def run_cli(argv: list[str], env: Mapping[str, str] | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run one of our console scripts (trainer, drift-monitor) from the venv and capture its output."""
+    exe = str(VENV_BIN / argv[0])
+    return subprocess.run(
+        [exe, *argv[1:]],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )

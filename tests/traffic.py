@@ -1,0 +1,65 @@
+"""Real hotel-booking rows to send to the predictor, by time window.
+
+`normal` rows come from the window the champion was fitted on (train + validation), so they look like
+the drift reference; `drift` rows come from the latest arrival months (the test window: summer 2017),
+which the model never saw. The same trainer code that splits the data for training splits it here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cache
+
+import pandas as pd
+from trainer.config import Settings
+from trainer.data import load_dataset, prepare, time_split
+
+MODES = ("normal", "drift", "validation")
+
+
+@dataclass(frozen=True)
+class Windows:
+    normal: pd.DataFrame
+    validation: pd.DataFrame
+    drift: pd.DataFrame
+    target: str
+
+    def frame(self, mode: str) -> pd.DataFrame:
+        if mode not in MODES:
+            raise ValueError(f"traffic mode {mode!r}: choose from {', '.join(MODES)}")
+        return getattr(self, mode)
+
+
+@cache
+def hotel_windows() -> Windows:
+    """Feature rows (plus the target column) of each window of the default dataset."""
+    s = Settings()
+    features = prepare(
+        load_dataset(s.dataset), target=s.target, date_column=s.date_column, drop_columns=s.drop_columns, min_rows=s.min_rows
+    )
+    split = time_split(features.dates, validation_fraction=s.validation_fraction, test_fraction=s.test_fraction)
+    table = features.X.assign(**{s.target: features.y})
+    fitted_on = sorted([*split.train, *split.validation])
+    return Windows(
+        normal=table.iloc[fitted_on].reset_index(drop=True),
+        validation=table.iloc[split.validation].reset_index(drop=True),
+        drift=table.iloc[split.test].reset_index(drop=True),
+        target=s.target,
+    )
+
+
+def to_records(frame: pd.DataFrame, drop: tuple[str, ...] = ()) -> list[dict]:
+    """JSON-ready rows: NaN becomes null, numpy scalars become Python numbers."""
+    rows = frame.drop(columns=[c for c in drop if c in frame.columns]).to_dict(orient="records")
+    return [
+        {k: (None if isinstance(v, float) and math.isnan(v) else v.item() if hasattr(v, "item") else v) for k, v in r.items()}
+        for r in rows
+    ]
+
+
+def sample_records(mode: str, n: int, seed: int = 0) -> list[dict]:
+    """n feature rows (no target) of a window, drawn at random with a fixed seed."""
+    w = hotel_windows()
+    frame = w.frame(mode)
+    return to_records(frame.sample(n=n, replace=n > len(frame), random_state=seed), drop=(w.target,))
