@@ -1,0 +1,203 @@
+{{/*
+Chart name, truncated to 63 characters (the DNS label limit for Service names).
+*/}}
+{{- define "mlops.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Resource-name prefix. With the release called "mlops" (as in the docs) it is just "mlops", so the
+predictor Service is "mlops-predictor", the default DRIFT_MONITOR_PREDICTOR_SERVICE.
+*/}}
+{{- define "mlops.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of one component's objects: "<fullname>-<component>". Call with
+(dict "root" $ "component" "predictor").
+*/}}
+{{- define "mlops.componentName" -}}
+{{- printf "%s-%s" (include "mlops.fullname" .root) .component | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Selector labels: only name, instance and component, because selectors are immutable.
+Call with (dict "root" $ "component" "predictor").
+*/}}
+{{- define "mlops.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "mlops.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/*
+Standard labels for every object. Call with (dict "root" $ "component" "predictor").
+*/}}
+{{- define "mlops.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "mlops.selectorLabels" . }}
+app.kubernetes.io/part-of: mlops
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+{{- end }}
+
+{{/*
+"repository:tag" of an image values block ({repository, tag, pullPolicy}).
+*/}}
+{{- define "mlops.image" -}}
+{{- printf "%s:%s" .repository (toString .tag) }}
+{{- end }}
+
+{{/*
+In-cluster MLflow URL, the MLFLOW_TRACKING_URI of every service.
+*/}}
+{{- define "mlops.mlflowUri" -}}
+{{- printf "http://%s:%v" (include "mlops.componentName" (dict "root" . "component" "mlflow")) .Values.mlflow.service.port }}
+{{- end }}
+
+{{- define "mlops.pushgatewayUrl" -}}
+{{- if .Values.driftMonitor.pushgatewayUrl }}
+{{- .Values.driftMonitor.pushgatewayUrl }}
+{{- else if .Values.monitoring.enabled }}
+{{- printf "http://%s:9091" (include "mlops.componentName" (dict "root" . "component" "pushgateway")) }}
+{{- end }}
+{{- end }}
+
+{{- define "mlops.apiTokenSecret" -}}
+{{- default (include "mlops.componentName" (dict "root" . "component" "api-token")) .Values.apiToken.existingSecret }}
+{{- end }}
+
+{{/*
+Env entry for the bearer token (apiToken.enabled), under the variable name given as .name.
+Call with (dict "root" $ "name" "PREDICTOR_API_TOKEN").
+*/}}
+{{- define "mlops.apiTokenEnv" -}}
+- name: {{ .name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "mlops.apiTokenSecret" .root }}
+      key: {{ .root.Values.apiToken.secretKey }}
+{{- end }}
+
+{{/*
+A component's `env` map from values as EnvVar entries, sorted by name and quoted. Names the chart
+sets itself are refused, so a value can never silently shadow the wiring.
+Call with (dict "env" .Values.predictor.env "reserved" (list "PREDICTOR_PORT" ...)).
+*/}}
+{{- define "mlops.env" -}}
+{{- range $name := keys .env | sortAlpha }}
+{{- if has $name $.reserved }}
+{{- fail (printf "%s is set by the chart; remove it from the component's env values" $name) }}
+{{- end }}
+- name: {{ $name }}
+  value: {{ index $.env $name | toString | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+Pod-level fields shared by every pod of the chart. Service-account tokens are not mounted unless
+the pod talks to the Kubernetes API (drift monitor, Prometheus), which sets its own.
+*/}}
+{{- define "mlops.podDefaults" -}}
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- range . }}
+  - name: {{ . }}
+  {{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The emptyDir every container gets at /tmp (the root filesystem is read-only).
+*/}}
+{{- define "mlops.tmpVolume" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: {{ .Values.tmpSizeLimit }}
+{{- end }}
+
+{{/*
+Init container that blocks until MLflow answers /health, so a Job fails for real reasons only
+and `kubectl get pods` shows "Init:0/1" while MLflow starts. Uses the service's own image (it
+has Python), so no extra image is needed. Call with (dict "root" $ "image" .Values.trainer.image).
+*/}}
+{{- define "mlops.waitForMlflow" -}}
+- name: wait-for-mlflow
+  image: {{ include "mlops.image" .image }}
+  imagePullPolicy: {{ .image.pullPolicy }}
+  command:
+    - python
+    - -c
+    - |
+      import os, sys, time, urllib.request
+      url = os.environ["MLFLOW_TRACKING_URI"].rstrip("/") + "/health"
+      deadline = time.monotonic() + float(os.environ["WAIT_SECONDS"])
+      while True:
+          try:
+              with urllib.request.urlopen(url, timeout=5) as response:
+                  if response.status == 200:
+                      print(f"MLflow is up at {url}")
+                      sys.exit(0)
+          except OSError as exc:
+              print(f"waiting for MLflow at {url}: {exc}", flush=True)
+          if time.monotonic() > deadline:
+              sys.exit(f"MLflow at {url} did not answer within {os.environ['WAIT_SECONDS']}s")
+          time.sleep(3)
+  env:
+    - name: MLFLOW_TRACKING_URI
+      value: {{ include "mlops.mlflowUri" .root | quote }}
+    - name: WAIT_SECONDS
+      value: {{ .root.Values.trainer.job.mlflowWaitSeconds | quote }}
+  securityContext:
+    {{- toYaml .root.Values.containerSecurityContext | nindent 4 }}
+  resources:
+    requests: {cpu: 10m, memory: 32Mi}
+    limits: {cpu: 100m, memory: 64Mi}
+{{- end }}
+
+{{/*
+Pod template spec of a training run, shared by the install hook Job and the CronJob.
+*/}}
+{{- define "mlops.trainer.podSpec" -}}
+{{- include "mlops.podDefaults" . }}
+serviceAccountName: {{ include "mlops.fullname" . }}
+automountServiceAccountToken: false
+restartPolicy: Never
+initContainers:
+  {{- include "mlops.waitForMlflow" (dict "root" . "image" .Values.trainer.image) | nindent 2 }}
+containers:
+  - name: trainer
+    image: {{ include "mlops.image" .Values.trainer.image }}
+    imagePullPolicy: {{ .Values.trainer.image.pullPolicy }}
+    # The trainer CLI's one subcommand (`trainer train`, as in `make train`).
+    args: [train]
+    env:
+      - name: MLFLOW_TRACKING_URI
+        value: {{ include "mlops.mlflowUri" . | quote }}
+      - name: TRAINER_MODEL_NAME
+        value: {{ .Values.model.name | quote }}
+      - name: TRAINER_CHAMPION_ALIAS
+        value: {{ .Values.model.alias | quote }}
+      {{- include "mlops.env" (dict "env" .Values.trainer.env "reserved" (list "MLFLOW_TRACKING_URI" "TRAINER_MODEL_NAME" "TRAINER_CHAMPION_ALIAS")) | trim | nindent 6 }}
+    securityContext:
+      {{- toYaml .Values.containerSecurityContext | nindent 6 }}
+    resources:
+      {{- toYaml .Values.trainer.resources | nindent 6 }}
+    volumeMounts:
+      - name: tmp
+        mountPath: /tmp
+volumes:
+  {{- include "mlops.tmpVolume" . | nindent 2 }}
+{{- end }}
