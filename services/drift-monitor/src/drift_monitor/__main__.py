@@ -1,0 +1,100 @@
+"""`drift-monitor`: one monitoring run per call (a Kubernetes CronJob, or by hand against local pods).
+
+Exit status 0 means the run completed, whether it found drift or not (drift is reported through
+the metrics and alerts, not the exit code). 1 means it failed: the reason is one log line on stderr,
+and the Pushgateway (if any) learns that the run failed. The JSON report goes to stdout.
+
+    drift-monitor --targets http://127.0.0.1:8080 --pushgateway http://127.0.0.1:9091
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+from mlflow import MlflowClient
+from pydantic import ValidationError
+
+from drift_monitor.config import Settings
+from drift_monitor.errors import DriftMonitorError
+from drift_monitor.logging import configure_logging
+from drift_monitor.monitor import run
+from drift_monitor.push import push_failure, push_report
+from drift_monitor.report import RunReport
+from drift_monitor.tracking import record_report
+
+log = logging.getLogger("drift_monitor")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="drift-monitor",
+        description="Test the predictors' recent samples for drift against the model's training reference, once.",
+    )
+    parser.add_argument(
+        "--targets",
+        nargs="+",
+        metavar="URL",
+        help="predictor base URLs to scrape instead of discovering the pods through Kubernetes (DRIFT_MONITOR_TARGETS)",
+    )
+    parser.add_argument(
+        "--pushgateway", metavar="URL", help="Pushgateway to push to (DRIFT_MONITOR_PUSHGATEWAY_URL)"
+    )
+    return parser.parse_args(argv)
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    overrides = {"targets": args.targets, "pushgateway_url": args.pushgateway}
+    return Settings(**{key: value for key, value in overrides.items() if value is not None})
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure_logging()
+    started_at = time.time()
+    try:
+        settings = load_settings(args)
+    except ValidationError as exc:
+        log.error("invalid settings: %s", _describe_validation_error(exc))
+        return EXIT_USAGE
+    try:
+        report = run(settings)
+        sys.stdout.write(report.to_json() + "\n")
+        sys.stdout.flush()
+        if settings.pushgateway_url:
+            push_report(settings.pushgateway_url, report)
+    except Exception as exc:
+        if isinstance(exc, DriftMonitorError):
+            log.error("drift-monitor run failed: %s", exc)
+        else:
+            log.exception("drift-monitor run failed with an unexpected error")
+        if settings.pushgateway_url:
+            push_failure(settings.pushgateway_url, started_at=started_at, finished_at=time.time())
+        return EXIT_FAILED
+    if settings.monitoring_experiment:
+        _record(settings, report)
+    return EXIT_OK
+
+
+def _record(settings: Settings, report: RunReport) -> None:
+    """Optional: a failure here is logged, the run still counts as completed (the metrics are pushed)."""
+    try:
+        record_report(MlflowClient(settings.mlflow_tracking_uri), settings.monitoring_experiment, report)
+    except Exception:
+        log.warning("could not record the report in MLflow", exc_info=True)
+
+
+def _describe_validation_error(exc: ValidationError) -> str:
+    def variable(loc: tuple) -> str:
+        name = str(loc[0]) if loc else "?"
+        return name if name.isupper() else f"DRIFT_MONITOR_{name.upper()}"
+
+    return "; ".join(f"{variable(e['loc'])}: {e['msg']}" for e in exc.errors())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""The statistical tests, and the only module that imports alibi-detect.
+
+alibi-detect is licensed BSL-1.1 since 0.12 (free for non-production use; production needs a
+licence from Seldon). Everything it does for us is behind the two functions below, which take and
+return plain numpy arrays and dataclasses; swapping it for scipy (ks_2samp + chi2_contingency and a
+Bonferroni / Benjamini-Hochberg step) or another library means rewriting this file only.
+
+- data drift: `TabularDrift`, a two-sample Kolmogorov-Smirnov test per numeric feature and a
+  chi-squared test per categorical feature, with a Bonferroni or FDR (Benjamini-Hochberg) correction;
+- prediction drift: `KSDrift` on the model's outputs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+Correction = Literal["bonferroni", "fdr"]
+
+
+@dataclass(frozen=True)
+class FeatureTest:
+    feature: str
+    test: Literal["ks", "chi2"]
+    statistic: float
+    p_value: float
+    drifted: bool
+    """p_value is below the corrected threshold."""
+
+
+@dataclass(frozen=True)
+class DataDrift:
+    detected: bool
+    threshold: float
+    """Per-feature p-value threshold after the correction (Bonferroni: p/n; FDR: the Benjamini-Hochberg cut-off)."""
+    features: list[FeatureTest]
+
+
+@dataclass(frozen=True)
+class KsTest:
+    statistic: float
+    p_value: float
+    detected: bool
+
+
+def detect_data_drift(
+    reference: np.ndarray,
+    current: np.ndarray,
+    *,
+    feature_names: list[str],
+    categorical_columns: list[int],
+    p_value: float,
+    correction: Correction,
+) -> DataDrift:
+    """Test every column of `current` against the same column of `reference` (both numeric-encoded)."""
+    TabularDrift = _alibi().TabularDrift
+    # Tell alibi the categories the *reference* holds. Its chi-squared table is the union of these and
+    # the categories seen in `current`, so every column has a non-zero count on at least one side;
+    # passing the full category list from the spec instead would leave all-zero columns for categories
+    # seen in neither sample, and scipy's chi2_contingency rejects those.
+    categories_per_feature = {i: sorted(np.unique(reference[:, i]).tolist()) for i in categorical_columns}
+    detector = TabularDrift(
+        reference,
+        p_val=p_value,
+        categories_per_feature=categories_per_feature,
+        correction=correction,
+    )
+    result = detector.predict(current, drift_type="batch", return_p_val=True, return_distance=True)["data"]
+    p_values = np.asarray(result["p_val"], dtype="float64")
+    statistics = np.asarray(result["distance"], dtype="float64")
+    detected = bool(result["is_drift"])
+    # alibi returns one threshold when something is significant, and the whole Benjamini-Hochberg
+    # ladder (an array) when nothing is; the smallest step is then the effective threshold.
+    threshold = float(np.min(result["threshold"]))
+    drifted = p_values < threshold if detected else np.zeros(len(p_values), dtype=bool)
+    categorical = set(categorical_columns)
+    features = [
+        FeatureTest(
+            feature=name,
+            test="chi2" if i in categorical else "ks",
+            statistic=float(statistics[i]),
+            p_value=float(p_values[i]),
+            drifted=bool(drifted[i]),
+        )
+        for i, name in enumerate(feature_names)
+    ]
+    return DataDrift(detected=detected, threshold=threshold, features=features)
+
+
+def detect_prediction_drift(reference: np.ndarray, current: np.ndarray, *, p_value: float) -> KsTest:
+    """Two-sample KS test on one-dimensional model outputs."""
+    detector = _alibi().KSDrift(reference.reshape(-1, 1), p_val=p_value)
+    result = detector.predict(current.reshape(-1, 1), return_p_val=True, return_distance=True)["data"]
+    return KsTest(
+        statistic=float(np.asarray(result["distance"])[0]),
+        p_value=float(np.asarray(result["p_val"])[0]),
+        detected=bool(result["is_drift"]),
+    )
+
+
+def _alibi():
+    """Import alibi-detect on first use: it takes seconds, which a run that fails early should not pay."""
+    # alibi_detect imports transformers, which warns on import that no deep-learning framework is
+    # installed; tabular detectors need none.
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    import alibi_detect.cd
+
+    return alibi_detect.cd

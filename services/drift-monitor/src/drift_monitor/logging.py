@@ -1,0 +1,43 @@
+"""One logging setup: JSON lines when not on a TTY (a CronJob's logs), text on a terminal.
+
+Logs go to stderr; stdout carries only the JSON report, so `drift-monitor ... | jq` works.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import os
+import sys
+
+QUIET_LOGGERS = ("mlflow", "urllib3", "httpx", "httpcore", "kubernetes", "alembic", "numba")
+
+
+def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
+    level = (level or os.environ.get("LOG_LEVEL", "INFO")).upper()
+    fmt = fmt or os.environ.get("LOG_FORMAT") or ("text" if sys.stderr.isatty() else "json")
+    formatters = {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+        "text": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"},
+    }
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {"default": formatters["json" if fmt == "json" else "text"]},
+            "handlers": {
+                "stderr": {
+                    "class": "logging.StreamHandler",
+                    "formatter": "default",
+                    "stream": "ext://sys.stderr",
+                }
+            },
+            "root": {"level": level, "handlers": ["stderr"]},
+            # Chatty at INFO (one line per HTTP request); their warnings still show.
+            "loggers": {name: {"level": "WARNING"} for name in QUIET_LOGGERS},
+        }
+    )

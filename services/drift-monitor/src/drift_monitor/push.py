@@ -1,0 +1,43 @@
+"""Hand the run's metrics to the Prometheus Pushgateway, grouped under `job="drift-monitor"`.
+
+A completed run PUTs its registry: the Pushgateway then replaces *every* metric of the group, so
+the verdicts of a model version that is no longer served disappear instead of lingering.
+A failed run POSTs (push-add) only the run-status metrics: POST replaces just the metric names it
+carries, so `drift_last_success_timestamp_seconds` and the last verdicts of the previous good run
+survive, and `DriftMonitorStale` measures the time since that run.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import push_to_gateway, pushadd_to_gateway
+
+from drift_monitor.errors import PushFailed
+from drift_monitor.metrics import failure_registry, report_registry
+from drift_monitor.report import RunReport
+
+log = logging.getLogger(__name__)
+
+JOB = "drift-monitor"
+TIMEOUT_SECONDS = 10
+
+
+def push_report(gateway: str, report: RunReport) -> None:
+    """Replace the whole `drift-monitor` group with this run's results."""
+    try:
+        push_to_gateway(gateway, job=JOB, registry=report_registry(report), timeout=TIMEOUT_SECONDS)
+    except OSError as exc:  # urllib errors and non-2xx answers
+        raise PushFailed(f"could not push the results to the Pushgateway at {gateway} ({exc})") from exc
+    log.info("pushed results", extra={"pushgateway": gateway, "job": JOB})
+
+
+def push_failure(gateway: str, *, started_at: float, finished_at: float) -> None:
+    """Record a failed run without touching the previous run's results; never raises (the run already failed)."""
+    registry = failure_registry(started_at=started_at, finished_at=finished_at)
+    try:
+        pushadd_to_gateway(gateway, job=JOB, registry=registry, timeout=TIMEOUT_SECONDS)
+    except OSError as exc:  # urllib errors and non-2xx answers
+        log.warning(
+            "could not push the failed run's status", extra={"pushgateway": gateway, "error": str(exc)}
+        )

@@ -1,0 +1,96 @@
+"""What one run found: per served model version, the verdicts, p-values and effect sizes.
+
+The same objects feed the Pushgateway metrics, the JSON report on stdout and the MLflow run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    feature: str
+    test: str
+    """`ks` (numeric) or `chi2` (categorical)."""
+    statistic: float
+    p_value: float
+    effect_size: float
+    """Population Stability Index of the window against the reference."""
+    drifted: bool
+
+
+@dataclass(frozen=True)
+class PredictionDrift:
+    statistic: float
+    """KS statistic of the served predictions against the reference predictions."""
+    p_value: float
+    effect_size: float
+    """PSI of the served predictions against the reference predictions."""
+    drifted: bool
+
+
+@dataclass(frozen=True)
+class VersionReport:
+    model_name: str
+    model_version: str
+    reference_run_id: str
+    samples: int
+    """Samples in the window that could be tested (rows with a missing number are left out)."""
+    enough_data: bool
+    drift_detected: bool | None = None
+    """None when there is not enough data for a verdict."""
+    drifted_ratio: float | None = None
+    threshold: float | None = None
+    """Per-feature p-value threshold after the multiple-testing correction."""
+    features: list[FeatureDrift] = field(default_factory=list)
+    prediction: PredictionDrift | None = None
+
+    @property
+    def drifted_features(self) -> list[str]:
+        return [f.feature for f in self.features if f.drifted]
+
+
+@dataclass(frozen=True)
+class RunReport:
+    started_at: float
+    finished_at: float
+    window_seconds: int
+    p_value: float
+    correction: str
+    min_samples: int
+    pods_scraped: int
+    pods_failed: int
+    pod_errors: dict[str, str]
+    versions: list[VersionReport]
+    samples_skipped: int = 0
+    """Samples of other registered models, or without a usable number in a numeric feature."""
+
+    @property
+    def duration_seconds(self) -> float:
+        return self.finished_at - self.started_at
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "duration_seconds": self.duration_seconds}
+
+    def to_json(self) -> str:
+        """One compact line: statistics to 4 significant digits, timestamps to the millisecond."""
+        data = self.to_dict()
+        for version in data["versions"]:
+            version["drifted_features"] = [f["feature"] for f in version["features"] if f["drifted"]]
+            version["features"] = {f.pop("feature"): f for f in version["features"]}
+        return json.dumps(_round(data), separators=(",", ":"), allow_nan=False)
+
+
+def _round(value: object) -> object:
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        return round(value, 3) if abs(value) >= 1e4 else float(f"{value:.4g}")
+    if isinstance(value, dict):
+        return {k: _round(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_round(v) for v in value]
+    return value
