@@ -6,6 +6,7 @@ model reuses it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,10 @@ class TrainedModel:
     name: str
     version: str
     run_id: str
-    train_output: str
+    outcome: dict
+    """The JSON the trainer printed on stdout."""
+    logs: str
+    """Its JSON log lines (stderr)."""
 
     @property
     def model_uri(self) -> str:
@@ -45,7 +49,9 @@ def champion(mlflow_server: stack.Process) -> TrainedModel:
     """`trainer train` on the real default data, against the real server: hotel-adr@champion."""
     from mlflow import MlflowClient
 
-    result = stack.run_cli(["trainer", "train"], env={"MLFLOW_TRACKING_URI": mlflow_server.url, "LOG_FORMAT": "json"})
+    result = stack.run_cli(
+        ["trainer", "train"], env={"MLFLOW_TRACKING_URI": mlflow_server.url, "LOG_FORMAT": "json"}
+    )
     assert result.returncode == 0, f"trainer failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
     version = MlflowClient(mlflow_server.url).get_model_version_by_alias("hotel-adr", "champion")
     return TrainedModel(
@@ -53,5 +59,6 @@ def champion(mlflow_server: stack.Process) -> TrainedModel:
         name="hotel-adr",
         version=version.version,
         run_id=version.run_id,
-        train_output=result.stdout + result.stderr,
+        outcome=json.loads(result.stdout),
+        logs=result.stderr,
     )

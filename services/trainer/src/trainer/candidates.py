@@ -40,7 +40,9 @@ def ridge(numeric: list[str], categorical: list[str], seed: int) -> Pipeline:
 
 
 def random_forest(numeric: list[str], categorical: list[str], seed: int) -> Pipeline:
-    forest = RandomForestRegressor(n_estimators=150, min_samples_leaf=2, max_features=0.5, n_jobs=-1, random_state=seed)
+    forest = RandomForestRegressor(
+        n_estimators=100, min_samples_leaf=2, max_features=0.5, n_jobs=-1, random_state=seed
+    )
     return Pipeline([("preprocess", _one_hot(numeric, categorical, scale=False)), ("model", forest)])
 
 
@@ -64,9 +66,9 @@ def hist_gradient_boosting(numeric: list[str], categorical: list[str], seed: int
         ]
     )
     booster = HistGradientBoostingRegressor(
-        max_iter=500,
+        max_iter=300,
         learning_rate=0.08,
-        max_leaf_nodes=63,
+        max_leaf_nodes=31,
         min_samples_leaf=20,
         l2_regularization=1.0,
         categorical_features=list(range(len(categorical))),

