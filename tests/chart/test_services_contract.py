@@ -1,0 +1,131 @@
+"""The chart and the services agree: env names are Settings fields, probes hit real routes and ports.
+
+These import the services' own `Settings` and the predictor's FastAPI app instead of re-typing names.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import pytest
+
+from tests.chart.conftest import SCENARIOS, Rendered, Renders, containers, env_names, env_value
+
+# Read by every service outside its prefix (docs/interfaces.md, "Names").
+COMMON_ENV = {"MLFLOW_TRACKING_URI", "LOG_LEVEL", "LOG_FORMAT"}
+SETTINGS = {
+    "trainer": "trainer.config",
+    "predictor": "predictor.config",
+    "drift-monitor": "drift_monitor.config",
+}
+
+
+def settings_class(container: str) -> Any:
+    module = SETTINGS[container]
+    try:
+        return importlib.import_module(module).Settings
+    except ImportError as exc:
+        pytest.fail(
+            f"cannot import {module}.Settings ({exc}): is the service installed (`make setup`)?",
+            pytrace=False,
+        )
+
+
+def env_vars_of(settings: Any) -> set[str]:
+    """The environment variable names a pydantic-settings class reads."""
+    prefix = settings.model_config.get("env_prefix", "")
+    names = set()
+    for field_name, field in settings.model_fields.items():
+        alias = field.validation_alias or field.alias
+        if isinstance(alias, str):
+            names.add(alias.upper())
+        elif alias is not None:  # AliasChoices
+            names.update(str(choice).upper() for choice in alias.choices)
+        else:
+            names.add(f"{prefix}{field_name}".upper())
+    return names
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_env_names_are_settings_fields(renders: Renders, scenario: str) -> None:
+    seen = set()
+    for obj, template in renders(scenario).workloads():
+        for container in containers(template, init=False):
+            if container["name"] not in SETTINGS:
+                continue
+            seen.add(container["name"])
+            known = env_vars_of(settings_class(container["name"])) | COMMON_ENV
+            unknown = sorted(set(env_names(container)) - known)
+            assert not unknown, (
+                f"{obj['kind']}/{obj['metadata']['name']}: {unknown} are not settings of {container['name']}"
+            )
+    assert seen == set(SETTINGS)
+
+
+def test_chart_wired_names_exist_in_settings() -> None:
+    """The names the templates set themselves (not from values) are real settings."""
+    wired = {
+        "trainer": {"TRAINER_MODEL_NAME", "TRAINER_CHAMPION_ALIAS"},
+        "predictor": {
+            "PREDICTOR_HOST",
+            "PREDICTOR_PORT",
+            "PREDICTOR_MODEL_NAME",
+            "PREDICTOR_MODEL_ALIAS",
+            "PREDICTOR_API_TOKEN",
+        },
+        "drift-monitor": {
+            "DRIFT_MONITOR_MODEL_NAME",
+            "DRIFT_MONITOR_NAMESPACE",
+            "DRIFT_MONITOR_PREDICTOR_SERVICE",
+            "DRIFT_MONITOR_PREDICTOR_PORT",
+            "DRIFT_MONITOR_PREDICTOR_API_TOKEN",
+            "DRIFT_MONITOR_PUSHGATEWAY_URL",
+        },
+    }
+    for container, names in wired.items():
+        missing = sorted(names - env_vars_of(settings_class(container)))
+        assert not missing, f"{container} Settings lack {missing}"
+
+
+def _predictor_app(monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    try:
+        from predictor.app import create_app
+        from predictor.config import Settings
+    except ImportError as exc:
+        pytest.fail(
+            f"cannot import predictor.app.create_app / predictor.config.Settings: {exc}", pytrace=False
+        )
+    return create_app(Settings()), Settings()
+
+
+def test_predictor_probes_hit_real_routes_on_the_real_port(
+    default: Rendered, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app, settings = _predictor_app(monkeypatch)
+    routes = {
+        (route.path, method) for route in app.routes for method in getattr(route, "methods", None) or ()
+    }
+    deployment = next(
+        d for d in default.of_kind("Deployment") if d["metadata"]["name"].endswith("-predictor")
+    )
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        get = container[probe]["httpGet"]
+        assert (get["path"], "GET") in routes, f"{probe} {get['path']} is not a GET route of the predictor"
+        assert ports[get["port"]] == int(env_value(container, "PREDICTOR_PORT")["value"])
+    # The container port is what the app binds to, and the app's own default agrees with the chart.
+    assert settings.port == ports["http"]
+    # The helm test pod and Prometheus use these two.
+    assert ("/v1/models/{name}:predict", "POST") in routes
+    assert ("/metrics", "GET") in routes
+
+
+def test_mlflow_probe_path_exists_in_mlflow_server() -> None:
+    """The MLflow container's probes use /health, a route of the MLflow server the image runs."""
+    from mlflow.server import app
+
+    rules = {rule.rule for rule in app.url_map.iter_rules()}
+    assert "/health" in rules
