@@ -181,7 +181,7 @@ containers:
   - name: trainer
     image: {{ include "mlops.image" .Values.trainer.image }}
     imagePullPolicy: {{ .Values.trainer.image.pullPolicy }}
-    # The trainer CLI's one subcommand (`trainer train`, as in `make train`).
+    # `trainer train` (as `make train`); the CLI's other subcommand, `promote`, is for humans.
     args: [train]
     env:
       - name: MLFLOW_TRACKING_URI
