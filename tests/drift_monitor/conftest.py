@@ -1,0 +1,191 @@
+"""Fixtures of the drift monitor tests: a reference built from the real hotel data, registered in the
+real MLflow server the way the trainer registers one, and tiny real HTTP servers that answer like
+predictor pods (docs/interfaces.md, `GET /v1/samples`).
+
+The unit tests do not need the trained champion: the reference is a sample of the rows the champion
+is fitted on, and each row's "prediction" is its real price (an oracle stand-in for the model, so
+seasonal prices give real prediction drift). The integration test uses the real trainer and predictor.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from drift_monitor.reference import FeatureSpec, Reference
+from tests import stack
+from tests.traffic import hotel_windows, to_records
+
+REFERENCE_ROWS = 5000
+MODEL_NAME = "hotel-adr-drift-tests"  # not the trainer's name, so the champion fixture is untouched
+
+
+def feature_spec(frame: pd.DataFrame) -> FeatureSpec:
+    """The trainer's feature_spec.json for these columns (numbers vs. sorted categories)."""
+    numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]
+    categorical = {
+        c: sorted(str(v) for v in frame[c].dropna().unique()) for c in frame.columns if c not in numeric
+    }
+    return FeatureSpec(features=list(frame.columns), numeric=numeric, categorical=categorical)
+
+
+@pytest.fixture(scope="session")
+def hotel_reference() -> Reference:
+    """5,000 rows of the window the champion is fitted on, with their price as the 'prediction'."""
+    w = hotel_windows()
+    features = w.normal.drop(columns=[w.target])
+    sample = w.normal.sample(n=REFERENCE_ROWS, random_state=42).reset_index(drop=True)
+    spec = feature_spec(features)
+    return Reference(
+        model_name=MODEL_NAME,
+        model_version="1",
+        run_id="in-memory",
+        features=sample[spec.features],
+        predictions=sample[w.target],
+        spec=spec,
+    )
+
+
+def window_rows(mode: str, n: int, seed: int) -> tuple[pd.DataFrame, pd.Series]:
+    """n rows of a traffic window (normal = training period, drift = summer 2017): features and price."""
+    w = hotel_windows()
+    rows = w.frame(mode).sample(n=n, replace=n > len(w.frame(mode)), random_state=seed).reset_index(drop=True)
+    return rows.drop(columns=[w.target]), rows[w.target]
+
+
+def contract_samples(mode: str, n: int, seed: int, *, version: str, timestamp: float) -> list[dict]:
+    """Samples exactly as a predictor's /v1/samples lists them."""
+    features, prices = window_rows(mode, n, seed)
+    return [
+        {
+            "timestamp": timestamp + i * 1e-3,
+            "request_id": f"req-{seed}-{i}",
+            "model_name": MODEL_NAME,
+            "model_version": version,
+            "features": row,
+            "prediction": float(price),
+        }
+        for i, (row, price) in enumerate(zip(to_records(features), prices, strict=True))
+    ]
+
+
+@dataclass(frozen=True)
+class RegisteredReference:
+    tracking_uri: str
+    model_name: str
+    version: str
+    """A version whose run holds reference/reference.parquet and reference/feature_spec.json."""
+    version_without_reference: str
+    """A version whose run holds no reference artifacts (an older trainer's)."""
+
+
+@pytest.fixture(scope="session")
+def registered_reference(
+    mlflow_server: stack.Process, hotel_reference: Reference, tmp_path_factory: pytest.TempPathFactory
+) -> RegisteredReference:
+    """The reference logged and registered in the real MLflow server as the trainer does it."""
+    client = MlflowClient(mlflow_server.url)
+    experiment_id = client.create_experiment("drift-monitor-tests")
+    folder = tmp_path_factory.mktemp("reference")
+    frame = hotel_reference.features.assign(prediction=hotel_reference.predictions)
+    frame.to_parquet(folder / "reference.parquet", index=False)
+    spec = hotel_reference.spec
+    (folder / "feature_spec.json").write_text(
+        json.dumps(
+            {
+                "target": "avg_price_per_room",
+                "features": spec.features,
+                "numeric": spec.numeric,
+                "categorical": spec.categorical,
+            }
+        )
+    )
+    client.create_registered_model(MODEL_NAME)
+
+    with_reference = client.create_run(experiment_id, run_name="with-reference")
+    client.log_artifacts(with_reference.info.run_id, str(folder), "reference")
+    client.set_terminated(with_reference.info.run_id)
+    without_reference = client.create_run(experiment_id, run_name="without-reference")
+    client.set_terminated(without_reference.info.run_id)
+
+    versions = [
+        client.create_model_version(
+            MODEL_NAME, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id
+        ).version
+        for run in (with_reference, without_reference)
+    ]
+    return RegisteredReference(mlflow_server.url, MODEL_NAME, versions[0], versions[1])
+
+
+@dataclass
+class FakePredictor:
+    """A real HTTP server on 127.0.0.1 that answers /v1/samples like a predictor pod."""
+
+    samples: list[dict] = field(default_factory=list)
+    status: int = 200
+    token: str | None = None
+    requests: list[dict] = field(default_factory=list)
+    url: str = ""
+
+    def answer(self, query: dict[str, list[str]], authorization: str | None) -> tuple[int, dict]:
+        self.requests.append({"query": query, "authorization": authorization})
+        if self.token and authorization != f"Bearer {self.token}":
+            return 401, {"error": "missing or invalid bearer token"}
+        if self.status != 200:
+            return self.status, {"error": "boom"}
+        since = float(query.get("since", ["0"])[0])
+        kept = [s for s in self.samples if s["timestamp"] >= since]
+        return 200, {"samples": kept, "buffer_size": 10000, "buffered": len(self.samples), "dropped_total": 0}
+
+
+@pytest.fixture
+def fake_predictor() -> Iterator[Callable[..., FakePredictor]]:
+    """Factory: `fake_predictor(samples=[...], status=200, token=None)` → a running FakePredictor."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(**kwargs) -> FakePredictor:
+        pod = FakePredictor(**kwargs)
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                parsed = urlparse(self.path)
+                if parsed.path != "/v1/samples":
+                    status, body = 404, {"error": "not found"}
+                else:
+                    status, body = pod.answer(parse_qs(parsed.query), self.headers.get("Authorization"))
+                payload = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args) -> None:  # keep pytest output clean
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        pod.url = f"http://127.0.0.1:{server.server_address[1]}"
+        return pod
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="session")
+def pushgateway(state_dir: Path) -> Iterator[stack.Process]:
+    proc = stack.start_pushgateway(state_dir / "drift-monitor-pushgateway")
+    yield proc
+    proc.stop()

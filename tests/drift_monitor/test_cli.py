@@ -1,0 +1,145 @@
+"""The `drift-monitor` console script, run as a real process: exit codes, one-line errors, the report."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import pytest
+from mlflow import MlflowClient
+
+from tests import stack
+from tests.drift_monitor.conftest import RegisteredReference, contract_samples
+
+MONITORING_EXPERIMENT = "drift-monitor-tests-monitoring"
+
+
+def run_monitor(args: list[str], **env: str):
+    base = {"LOG_FORMAT": "json", "DRIFT_MONITOR_MLFLOW_WAIT_SECONDS": "1"}
+    return stack.run_cli(["drift-monitor", *args], env={**base, **env}, timeout=120)
+
+
+def error_lines(stderr: str) -> list[str]:
+    records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    return [r["message"] for r in records if r["level"] == "ERROR"]
+
+
+@pytest.fixture
+def gateway(pushgateway: stack.Process) -> stack.Process:
+    httpx.delete(f"{pushgateway.url}/metrics/job/drift-monitor", timeout=5).raise_for_status()
+    return pushgateway
+
+
+def pushed_value(gateway: stack.Process, name: str) -> float | None:
+    for line in httpx.get(gateway.url + "/metrics", timeout=5).text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_a_completed_run_with_drift_exits_0_reports_pushes_and_records(
+    registered_reference: RegisteredReference, fake_predictor, gateway: stack.Process
+) -> None:
+    now = time.time()
+    version = registered_reference.version
+    pods = [
+        fake_predictor(samples=contract_samples("drift", 300, seed=1, version=version, timestamp=now - 30)),
+        fake_predictor(samples=contract_samples("drift", 300, seed=2, version=version, timestamp=now - 20)),
+    ]
+    unreachable = f"http://127.0.0.1:{stack.free_port()}"
+
+    result = run_monitor(
+        ["--targets", *(p.url for p in pods), unreachable, "--pushgateway", gateway.url],
+        MLFLOW_TRACKING_URI=registered_reference.tracking_uri,
+        DRIFT_MONITOR_MODEL_NAME=registered_reference.model_name,
+        DRIFT_MONITOR_MONITORING_EXPERIMENT=MONITORING_EXPERIMENT,
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert (report["pods_scraped"], report["pods_failed"]) == (2, 1)
+    [v] = report["versions"]
+    assert v["model_version"] == version and v["samples"] == 600
+    assert v["drift_detected"] is True and "arrival_month" in v["drifted_features"]
+    assert v["features"]["arrival_month"]["test"] == "ks"
+    assert pushed_value(gateway, "drift_detected") == 1
+    assert pushed_value(gateway, "drift_pods_failed") == 1
+    assert pushed_value(gateway, "drift_last_run_success") == 1
+
+    client = MlflowClient(registered_reference.tracking_uri)
+    experiment = client.get_experiment_by_name(MONITORING_EXPERIMENT)
+    [run] = client.search_runs([experiment.experiment_id], filter_string=f"tags.model_version = '{version}'")
+    assert run.data.tags["drift_detected"] == "true"
+    assert run.data.metrics["p_value.arrival_month"] < 1e-6
+    assert "effect_size.arrival_month" in run.data.metrics
+
+
+def test_mlflow_unreachable_is_one_clear_line_and_exit_1(fake_predictor) -> None:
+    pod = fake_predictor()
+    mlflow = f"http://127.0.0.1:{stack.free_port()}"
+
+    result = run_monitor(["--targets", pod.url], MLFLOW_TRACKING_URI=mlflow)
+
+    assert result.returncode == 1
+    assert error_lines(result.stderr) == [
+        f"drift-monitor run failed: MLflow server {mlflow} is unreachable after 1s "
+        "([Errno 111] Connection refused); check MLFLOW_TRACKING_URI"
+    ]
+    assert result.stdout == ""
+
+
+def test_missing_reference_artifacts_fail_the_run_and_push_the_failure(
+    registered_reference: RegisteredReference, fake_predictor, gateway: stack.Process
+) -> None:
+    version = registered_reference.version_without_reference
+    pod = fake_predictor(
+        samples=contract_samples("normal", 250, seed=3, version=version, timestamp=time.time())
+    )
+
+    result = run_monitor(
+        ["--targets", pod.url, "--pushgateway", gateway.url],
+        MLFLOW_TRACKING_URI=registered_reference.tracking_uri,
+        DRIFT_MONITOR_MODEL_NAME=registered_reference.model_name,
+    )
+
+    assert result.returncode == 1
+    [line] = error_lines(result.stderr)
+    assert line.startswith(
+        f"drift-monitor run failed: no reference artifacts for {registered_reference.model_name} v{version}"
+    )
+    assert "reference/reference.parquet" in line
+    assert pushed_value(gateway, "drift_last_run_success") == 0
+    assert pushed_value(gateway, "drift_last_success_timestamp_seconds") is None
+
+
+def test_no_pod_answering_is_one_clear_line_and_exit_1(registered_reference: RegisteredReference) -> None:
+    dead = [f"http://127.0.0.1:{stack.free_port()}" for _ in range(2)]
+
+    result = run_monitor(["--targets", *dead], MLFLOW_TRACKING_URI=registered_reference.tracking_uri)
+
+    assert result.returncode == 1
+    [line] = error_lines(result.stderr)
+    assert line.startswith(
+        "drift-monitor run failed: none of the 2 predictor pod(s) answered, e.g. http://127.0.0.1:"
+    )
+
+
+def test_no_targets_outside_kubernetes_says_what_to_pass(registered_reference: RegisteredReference) -> None:
+    result = run_monitor(
+        [], MLFLOW_TRACKING_URI=registered_reference.tracking_uri, KUBERNETES_SERVICE_HOST=""
+    )
+
+    assert result.returncode == 1
+    [line] = error_lines(result.stderr)
+    assert "not running in a Kubernetes pod" in line and "--targets" in line
+
+
+def test_invalid_settings_exit_2_naming_the_variable() -> None:
+    result = run_monitor(
+        ["--targets", "http://x"], MLFLOW_TRACKING_URI="http://x", DRIFT_MONITOR_CORRECTION="holm"
+    )
+
+    assert result.returncode == 2
+    [line] = error_lines(result.stderr)
+    assert line.startswith("invalid settings: DRIFT_MONITOR_CORRECTION:")
