@@ -7,6 +7,8 @@ before it is ready, the error carries the tail of its log.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import shutil
 import signal
@@ -99,7 +101,9 @@ def wait_until_ready(proc: Process, path: str, timeout: float) -> None:
         except httpx.HTTPError as exc:
             last = repr(exc)
         time.sleep(0.25)
-    raise StackError(f"{proc.name} not ready at {proc.url}{path} after {timeout:.0f}s ({last}):\n{proc.log_tail()}")
+    raise StackError(
+        f"{proc.name} not ready at {proc.url}{path} after {timeout:.0f}s ({last}):\n{proc.log_tail()}"
+    )
 
 
 def start_process(
@@ -140,12 +144,20 @@ def start_mlflow(state_dir: Path, port: int | None = None) -> Process:
     home = state_dir / "mlflow"
     home.mkdir(parents=True, exist_ok=True)
     argv = [
-        str(VENV_BIN / "mlflow"), "server",
-        "--host", "127.0.0.1", "--port", str(port),
-        "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
-        "--serve-artifacts", "--artifacts-destination", str(home / "artifacts"),
-        "--workers", "1",
-    ]  # fmt: skip
+        str(VENV_BIN / "mlflow"),
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        f"sqlite:///{home / 'mlflow.db'}",
+        "--serve-artifacts",
+        "--artifacts-destination",
+        str(home / "artifacts"),
+        "--workers",
+        "1",
+    ]
     return start_process("mlflow", argv, port=port, state_dir=state_dir, ready_path="/health", timeout=120)
 
 
@@ -162,7 +174,9 @@ def start_predictor(
     port = port or free_port()
     env = {"MLFLOW_TRACKING_URI": mlflow_uri, "LOG_FORMAT": "json", **(settings or {})}
     argv = [str(VENV_BIN / "predictor"), "--host", "127.0.0.1", "--port", str(port)]
-    return start_process(name, argv, port=port, state_dir=state_dir, ready_path="/readyz", env=env, timeout=timeout)
+    return start_process(
+        name, argv, port=port, state_dir=state_dir, ready_path="/readyz", env=env, timeout=timeout
+    )
 
 
 def start_pushgateway(state_dir: Path, port: int | None = None) -> Process:
@@ -171,7 +185,9 @@ def start_pushgateway(state_dir: Path, port: int | None = None) -> Process:
     return start_process("pushgateway", argv, port=port, state_dir=state_dir, ready_path="/-/ready")
 
 
-def start_alertmanager(state_dir: Path, port: int | None = None, config: Path = ALERTMANAGER_CONFIG) -> Process:
+def start_alertmanager(
+    state_dir: Path, port: int | None = None, config: Path = ALERTMANAGER_CONFIG
+) -> Process:
     """Alertmanager with the chart's own config file."""
     port = port or free_port()
     data = state_dir / "alertmanager"
@@ -206,7 +222,8 @@ def prometheus_config(
         if alertmanager
         else ""
     )
-    return textwrap.dedent(f"""\
+    return (
+        textwrap.dedent(f"""\
         global:
           scrape_interval: {interval}
           evaluation_interval: {interval}
@@ -220,7 +237,9 @@ def prometheus_config(
             honor_labels: true
             static_configs:
               - targets: ["{hostport(pushgateway)}"]
-        """) + alerting
+        """)
+        + alerting
+    )
 
 
 def start_prometheus(
@@ -285,7 +304,9 @@ def local_stack(state_dir: Path) -> Iterator[LocalStack]:
         stack.stop()
 
 
-def run_cli(argv: list[str], env: Mapping[str, str] | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+def run_cli(
+    argv: list[str], env: Mapping[str, str] | None = None, timeout: float = 900
+) -> subprocess.CompletedProcess:
     """Run one of our console scripts (trainer, drift-monitor) from the venv and capture its output."""
     exe = str(VENV_BIN / argv[0])
     return subprocess.run(
@@ -296,3 +317,123 @@ def run_cli(argv: list[str], env: Mapping[str, str] | None = None, timeout: floa
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+# ---------------------------------------------------------------- the whole loop (demo and e2e)
+
+
+@dataclass
+class Loop:
+    """MLflow, predictor replicas and the monitoring trio, as the chart runs them in a cluster.
+
+    Without the Prometheus packages (`monitoring=False`) the trio is absent: drift is still
+    computed and reported, but nothing is pushed or alerted.
+    """
+
+    stack: LocalStack
+    mlflow: Process
+    predictors: list[Process]
+    pushgateway: Process | None = None
+    alertmanager: Process | None = None
+    prometheus: Process | None = None
+
+    @property
+    def predictor_urls(self) -> list[str]:
+        return [p.url for p in self.predictors]
+
+
+def monitoring_available() -> bool:
+    return all(shutil.which(b) for b in ("prometheus", "prometheus-alertmanager", "prometheus-pushgateway"))
+
+
+def start_loop(
+    stack: LocalStack,
+    mlflow: Process,
+    *,
+    replicas: int = 2,
+    monitoring: bool = True,
+    predictor_settings: Mapping[str, str] | None = None,
+    ports: Mapping[str, int] | None = None,
+) -> Loop:
+    """Start the predictors (and the monitoring processes) next to a running MLflow with a champion."""
+    ports = ports or {}
+    loop = Loop(stack, mlflow, predictors=[])
+    for i in range(replicas):
+        name = f"predictor-{i}"
+        loop.predictors.append(
+            stack.add(
+                start_predictor(
+                    stack.state_dir, mlflow.url, name=name, port=ports.get(name), settings=predictor_settings
+                )
+            )
+        )
+    if monitoring:
+        loop.pushgateway = stack.add(start_pushgateway(stack.state_dir, port=ports.get("pushgateway")))
+        loop.alertmanager = stack.add(start_alertmanager(stack.state_dir, port=ports.get("alertmanager")))
+        loop.prometheus = stack.add(
+            start_prometheus(
+                stack.state_dir,
+                predictors=loop.predictor_urls,
+                pushgateway=loop.pushgateway.url,
+                alertmanager=loop.alertmanager.url,
+                port=ports.get("prometheus"),
+            )
+        )
+    return loop
+
+
+def run_drift_monitor(
+    loop: Loop, *, window_seconds: float, timeout: float = 300
+) -> tuple[int, dict | None, str]:
+    """One `drift-monitor` run against the loop's predictors: (exit code, JSON report, log)."""
+    env = {
+        "MLFLOW_TRACKING_URI": loop.mlflow.url,
+        "DRIFT_MONITOR_WINDOW_SECONDS": str(max(1, math.ceil(window_seconds))),
+        "LOG_FORMAT": "json",
+    }
+    argv = ["drift-monitor", "--targets", *loop.predictor_urls]
+    if loop.pushgateway:
+        argv += ["--pushgateway", loop.pushgateway.url]
+    result = run_cli(argv, env=env, timeout=timeout)
+    report = json.loads(result.stdout) if result.returncode == 0 and result.stdout.strip() else None
+    return result.returncode, report, result.stderr
+
+
+def prometheus_alerts(prometheus_url: str, name: str) -> list[dict]:
+    """Active (pending or firing) alerts of that name, from Prometheus' HTTP API."""
+    alerts = httpx.get(f"{prometheus_url}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
+    return [a for a in alerts if a["labels"].get("alertname") == name]
+
+
+def alertmanager_alerts(alertmanager_url: str, name: str) -> list[dict]:
+    """Alerts of that name that reached Alertmanager (its v2 API)."""
+    alerts = httpx.get(
+        f"{alertmanager_url}/api/v2/alerts", params={"filter": f'alertname="{name}"'}, timeout=5
+    ).json()
+    return list(alerts)
+
+
+def wait_for(condition, timeout: float, interval: float = 1.0, what: str = "condition"):
+    """Poll until `condition()` returns something truthy; return it, or raise after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not reached after {timeout:.0f}s")
+        time.sleep(interval)
+
+
+def wait_for_alert(loop: Loop, name: str, timeout: float = 180) -> tuple[dict, dict]:
+    """Until the alert fires in Prometheus and reaches Alertmanager: (Prometheus alert, Alertmanager alert)."""
+    assert loop.prometheus and loop.alertmanager, "the loop runs without monitoring"
+    fired = wait_for(
+        lambda: [a for a in prometheus_alerts(loop.prometheus.url, name) if a["state"] == "firing"],
+        timeout,
+        what=f"{name} firing in Prometheus",
+    )
+    routed = wait_for(
+        lambda: alertmanager_alerts(loop.alertmanager.url, name), 60, what=f"{name} in Alertmanager"
+    )
+    return fired[0], routed[0]

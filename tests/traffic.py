@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import cache
 
 import pandas as pd
+
 from trainer.config import Settings
 from trainer.data import load_dataset, prepare, time_split
 
@@ -36,9 +37,15 @@ def hotel_windows() -> Windows:
     """Feature rows (plus the target column) of each window of the default dataset."""
     s = Settings()
     features = prepare(
-        load_dataset(s.dataset), target=s.target, date_column=s.date_column, drop_columns=s.drop_columns, min_rows=s.min_rows
+        load_dataset(s.dataset),
+        target=s.target,
+        date_column=s.date_column,
+        drop_columns=s.drop_columns,
+        min_rows=s.min_rows,
     )
-    split = time_split(features.dates, validation_fraction=s.validation_fraction, test_fraction=s.test_fraction)
+    split = time_split(
+        features.dates, validation_fraction=s.validation_fraction, test_fraction=s.test_fraction
+    )
     table = features.X.assign(**{s.target: features.y})
     fitted_on = sorted([*split.train, *split.validation])
     return Windows(
@@ -53,13 +60,17 @@ def to_records(frame: pd.DataFrame, drop: tuple[str, ...] = ()) -> list[dict]:
     """JSON-ready rows: NaN becomes null, numpy scalars become Python numbers."""
     rows = frame.drop(columns=[c for c in drop if c in frame.columns]).to_dict(orient="records")
     return [
-        {k: (None if isinstance(v, float) and math.isnan(v) else v.item() if hasattr(v, "item") else v) for k, v in r.items()}
+        {
+            k: (None if isinstance(v, float) and math.isnan(v) else v.item() if hasattr(v, "item") else v)
+            for k, v in r.items()
+        }
         for r in rows
     ]
 
 
-def sample_records(mode: str, n: int, seed: int = 0) -> list[dict]:
-    """n feature rows (no target) of a window, drawn at random with a fixed seed."""
+def sample_records(mode: str, n: int | None = None, seed: int = 0) -> list[dict]:
+    """n feature rows (no target) of a window, drawn at random with a fixed seed; all of them if n is None."""
     w = hotel_windows()
     frame = w.frame(mode)
+    n = len(frame) if n is None else n
     return to_records(frame.sample(n=n, replace=n > len(frame), random_state=seed), drop=(w.target,))

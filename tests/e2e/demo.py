@@ -1,0 +1,200 @@
+"""`make demo`: the whole loop on this machine, with real processes on 127.0.0.1.
+
+    train → register → serve (2 replicas) → normal traffic → drift check → summer traffic
+          → drift check → DataDriftDetected fires in Prometheus → reaches Alertmanager
+
+Processes are started by tests/stack.py, the same code the e2e test uses, with the settings the chart
+gives them in a cluster. Everything lives in .state/demo (wiped at the start). Ctrl-C stops every
+process; DEMO_EXIT=1 ends after the alert instead of waiting.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from tests import stack
+from tests.load.run import run_load
+
+STATE = stack.REPO / ".state" / "demo"
+# The ports `make mlflow`, `make predictor` and the chart's port-forwards use, when they are free.
+PREFERRED_PORTS = {
+    "mlflow": 5000,
+    "predictor-0": 8080,
+    "predictor-1": 8081,
+    "prometheus": 9090,
+    "pushgateway": 9091,
+    "alertmanager": 9093,
+}
+LOAD_SECONDS = int(os.environ.get("DEMO_LOAD_SECONDS", "15"))
+LOAD_USERS = int(os.environ.get("DEMO_USERS", "8"))
+_t0 = time.monotonic()
+
+
+def say(message: str) -> None:
+    print(f"[{time.monotonic() - _t0:6.1f}s] {message}", flush=True)
+
+
+@contextmanager
+def stage(name: str) -> Iterator[None]:
+    start = time.monotonic()
+    say(f"▶ {name}")
+    yield
+    say(f"✔ {name} ({time.monotonic() - start:.1f}s)")
+
+
+def port(name: str) -> int:
+    preferred = PREFERRED_PORTS[name]
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            return stack.free_port()
+
+
+def drift_table(report: dict) -> str:
+    lines = []
+    for v in report["versions"]:
+        lines.append(f"  model {v['model_name']} v{v['model_version']}: {v['samples']} samples")
+        if not v["enough_data"]:
+            lines.append(f"  not enough data (need {report['min_samples']})")
+            continue
+        lines.append(f"  {'feature':32} {'test':5} {'p-value':>10} {'PSI':>7}  drifted")
+        for f in sorted(v["features"], key=lambda f: f["p_value"]):
+            flag = "  DRIFT" if f["drifted"] else ""
+            lines.append(
+                f"  {f['feature']:32} {f['test']:5} {f['p_value']:10.2e} {f['effect_size']:7.3f}{flag}"
+            )
+        p = v["prediction"]
+        lines.append(
+            f"  {'prediction':32} {'ks':5} {p['p_value']:10.2e} {p['effect_size']:7.3f}{'  DRIFT' if p['drifted'] else ''}"
+        )
+        verdict = "DRIFT" if v["drift_detected"] else "no drift"
+        lines.append(
+            f"  verdict: {verdict} — {len([f for f in v['features'] if f['drifted']])} of {len(v['features'])} "
+            f"features drifted (per-feature threshold {v['threshold']:.2e}, {report['correction']})"
+        )
+    return "\n".join(lines)
+
+
+def traffic_and_check(loop: stack.Loop, mode: str) -> dict:
+    with stage(f"{mode} traffic: locust, {LOAD_USERS} users per replica, {LOAD_SECONDS}s"):
+        started = time.time()
+        for predictor in loop.predictors:  # one locust per replica, standing in for the Service
+            result = run_load(
+                predictor.url,
+                users=LOAD_USERS,
+                spawn_rate=LOAD_USERS,
+                duration=f"{LOAD_SECONDS}s",
+                mode=mode,
+                report_dir=STATE / "load" / predictor.name,
+            )
+            say(f"{predictor.name}:\n" + result.summary())
+            if not result.ok:
+                raise SystemExit(f"demo: load run against {predictor.name} had failures")
+    with stage(f"drift monitor on the {mode} window"):
+        code, report, log = stack.run_drift_monitor(loop, window_seconds=time.time() - started + 1)
+        if code != 0 or report is None:
+            raise SystemExit(f"demo: drift-monitor failed (exit {code}):\n{log[-3000:]}")
+        print(drift_table(report), flush=True)
+    return report
+
+
+def run() -> None:
+    shutil.rmtree(STATE, ignore_errors=True)
+    STATE.mkdir(parents=True)
+    monitoring = stack.monitoring_available()
+    with stack.local_stack(STATE) as s:
+        with stage("MLflow server (SQLite, artifacts served)"):
+            mlflow = s.add(stack.start_mlflow(STATE, port=port("mlflow")))
+        with stage("trainer: train candidates on the real data, register, gate"):
+            result = stack.run_cli(
+                ["trainer", "train"], env={"MLFLOW_TRACKING_URI": mlflow.url, "LOG_FORMAT": "json"}
+            )
+            if result.returncode != 0:
+                raise SystemExit(f"demo: trainer failed:\n{result.stderr[-3000:]}")
+            outcome = json.loads(result.stdout)
+            say(
+                f"hotel-adr v{outcome['version']} ({outcome['winner']}): test RMSE {outcome['test']['rmse']:.1f}, "
+                f"R² {outcome['test']['r2']:.3f}; promoted: {outcome['promoted']} — {outcome['reason']}"
+            )
+        with stage(
+            "2 predictor replicas" + (", Pushgateway, Alertmanager, Prometheus" if monitoring else "")
+        ):
+            if not monitoring:
+                say(
+                    "Prometheus packages missing and not installable here: no alert stage (run `make system-deps`)"
+                )
+            loop = stack.start_loop(
+                s,
+                mlflow,
+                monitoring=monitoring,
+                ports={n: port(n) for n in PREFERRED_PORTS},
+                predictor_settings={"PREDICTOR_POLL_INTERVAL_SECONDS": "5"},
+            )
+
+        normal = traffic_and_check(loop, "normal")
+        say(
+            "normal traffic: "
+            + ("no drift" if not normal["versions"][0]["drift_detected"] else "DRIFT (unexpected)")
+        )
+        drifted = traffic_and_check(loop, "drift")
+        features = [f["feature"] for f in drifted["versions"][0]["features"] if f["drifted"]]
+        say(f"summer traffic: drift in {', '.join(features) or 'nothing'}")
+
+        if monitoring:
+            with stage("waiting for DataDriftDetected (Prometheus rule, then Alertmanager)"):
+                fired, routed = stack.wait_for_alert(loop, "DataDriftDetected", timeout=240)
+                say(
+                    f"Prometheus: {fired['labels']['alertname']} {fired['state']} since {fired['activeAt']} — "
+                    f"{fired['annotations']['summary']}"
+                )
+                say(f"Alertmanager: received, receivers {[r['name'] for r in routed['receivers']]}")
+
+        urls = {"MLflow UI": mlflow.url, "predictor /docs": f"{loop.predictors[0].url}/docs"}
+        if monitoring:
+            urls |= {
+                "Prometheus alerts": f"{loop.prometheus.url}/alerts",
+                "Alertmanager": loop.alertmanager.url,
+            }
+        print("\n".join(f"  {k:18} {v}" for k, v in urls.items()), flush=True)
+        if os.environ.get("DEMO_EXIT") == "1":
+            say("DEMO_EXIT=1: stopping everything")
+            return
+        say("running; Ctrl-C stops every process (state stays in .state/demo)")
+        while all(p.alive() for p in s.processes.values()):
+            time.sleep(1)
+        raise SystemExit(
+            "demo: a process exited: " + ", ".join(n for n, p in s.processes.items() if not p.alive())
+        )
+
+
+def interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    # SIGTERM (e.g. from a CI runner) takes the same path as Ctrl-C: every process is stopped.
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        run()
+    except KeyboardInterrupt:
+        say("interrupted: every process stopped")
+        return 130
+    except (stack.StackError, TimeoutError) as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 1
+    say("done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
