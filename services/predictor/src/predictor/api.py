@@ -1,0 +1,134 @@
+"""HTTP routes: parse, call the inference service, shape the response. No MLflow, no pandas here.
+
+`public` holds the probes and the model metadata; `protected` the predict and samples routes, which
+app.py guards with the bearer token when PREDICTOR_API_TOKEN is set.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from predictor.errors import ModelNotReady, Unauthorized
+from predictor.inference import InferenceService
+from predictor.protocol import parse_predict_body
+from predictor.responses import ErrorResponse, ModelMetadata, PredictResponse, SamplesResponse, Status
+
+PREDICT_REQUEST_REF = "#/components/schemas/PredictRequest"  # filled in with the model's fields by openapi.py
+
+public = APIRouter()
+protected = APIRouter()
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorResponse} for code in codes}
+
+
+def service_of(request: Request) -> InferenceService:
+    return request.app.state.service
+
+
+def json_response(content: Any, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")
+
+
+_bearer = HTTPBearer(auto_error=False, description="PREDICTOR_API_TOKEN")
+
+
+async def require_token(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
+    """Bearer token check, mounted on `protected` only when a token is configured."""
+    expected: str = request.app.state.settings.token
+    if credentials is None or not secrets.compare_digest(credentials.credentials.encode(), expected.encode()):
+        raise Unauthorized()
+
+
+@public.get("/healthz", response_model=Status, tags=["probes"])
+async def healthz() -> Response:
+    """Liveness: 200 while the process runs, model or not."""
+    return json_response({"status": "ok"})
+
+
+@public.get("/readyz", response_model=Status, responses=_errors(503), tags=["probes"])
+async def readyz(request: Request) -> Response:
+    """Readiness: 200 once a model version is loaded, else 503 (the pod gets no traffic)."""
+    service = service_of(request)
+    model = service.model(service.follower.name)
+    return json_response({"status": "ready", "model_version": model.version})
+
+
+@public.get(
+    "/v1/models/{name}", response_model=ModelMetadata, responses=_errors(404, 503), tags=["kserve v1"]
+)
+async def model_metadata(name: str, request: Request) -> Response:
+    """KServe V1 model readiness, with the served version's metadata (503 with `ready: false` until loaded)."""
+    service = service_of(request)
+    follower = service.follower
+    try:
+        model = service.model(name)
+    except ModelNotReady:
+        return json_response({"name": name, "ready": False, "alias": follower.alias}, status_code=503)
+    return json_response({**model.metadata(), "ready": True})
+
+
+@protected.post(
+    "/v1/models/{name}:predict",
+    response_model=PredictResponse,
+    responses=_errors(401, 404, 413, 422, 503),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": PREDICT_REQUEST_REF}}},
+        }
+    },
+    tags=["kserve v1"],
+)
+async def predict(name: str, request: Request) -> Response:
+    """Predict one row per record: KServe V1 `instances`, or MLflow `dataframe_records` / `dataframe_split`.
+
+    Records are objects keyed by the model's input columns (see the request schema). Fields the model does not
+    know are rejected (422) unless PREDICTOR_EXTRA_FIELDS=ignore; more than PREDICTOR_MAX_BATCH_SIZE rows → 413.
+    """
+    service = service_of(request)
+    model = service.model(name)
+    rows = parse_predict_body(
+        await request.body(), model.schema, max_rows=request.app.state.settings.max_batch_size
+    )
+    request_id = request.state.request_id
+    predictions = await service.predict(model, rows, request_id)
+    return json_response(
+        {
+            "predictions": predictions,
+            "model_name": model.name,
+            "model_version": model.version,
+            "request_id": request_id,
+        }
+    )
+
+
+@protected.get("/v1/samples", response_model=SamplesResponse, responses=_errors(401), tags=["drift monitor"])
+async def samples(
+    request: Request,
+    since: Annotated[
+        float, Query(ge=0, description="unix seconds; only samples received strictly after")
+    ] = 0,
+    limit: Annotated[
+        int | None, Query(ge=1, description="at most this many (oldest first); default: all")
+    ] = None,
+) -> Response:
+    """Recent predicted rows (features, prediction, version, request id), oldest first, for the drift monitor."""
+    buffer = service_of(request).samples
+    selected = buffer.since(since, limit or buffer.size)
+    return json_response(
+        {
+            "samples": [s.as_dict() for s in selected],
+            "buffer_size": buffer.size,
+            "buffered": len(buffer),
+            "dropped_total": buffer.dropped_total,
+        }
+    )

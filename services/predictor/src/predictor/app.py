@@ -1,0 +1,105 @@
+"""create_app(settings) → FastAPI: wires the model follower, the inference service, routes, errors, /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from predictor import __version__, api, metrics
+from predictor.config import Settings
+from predictor.errors import ServiceError
+from predictor.follower import ModelFollower
+from predictor.inference import InferenceService
+from predictor.middleware import RequestContextMiddleware
+from predictor.model import ModelRegistry
+from predictor.openapi import install_openapi
+from predictor.samples import SampleBuffer
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Serves the MLflow model that a registry alias points to, over the KServe V1 protocol.
+
+The request schema below is built from the served model's MLflow signature."""
+
+
+def create_app(settings: Settings) -> FastAPI:
+    registry = ModelRegistry(settings.mlflow_tracking_uri, extra_fields=settings.extra_fields)
+    follower = ModelFollower(
+        registry,
+        name=settings.model_name,
+        alias=settings.model_alias,
+        poll_interval=settings.poll_interval_seconds,
+        retry_max_seconds=settings.load_retry_max_seconds,
+    )
+    samples = SampleBuffer(settings.sample_buffer_size)
+    metrics.SAMPLES_BUFFERED.set_function(samples.__len__)
+    service = InferenceService(
+        follower,
+        samples,
+        microbatch_max_rows=settings.microbatch_max_rows,
+        inference_threads=settings.inference_threads,
+        prediction_buckets=settings.prediction_buckets,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        service.start()
+        following = asyncio.create_task(follower.run(), name="model-follower")
+        yield
+        following.cancel()
+        await asyncio.gather(following, return_exceptions=True)
+        await service.stop()
+
+    app = FastAPI(title="predictor", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.service = service
+    app.add_middleware(RequestContextMiddleware)
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+    app.include_router(api.public)
+    app.include_router(api.protected, dependencies=[Depends(api.require_token)] if settings.token else [])
+    app.add_route("/metrics", _metrics, include_in_schema=False)
+    install_openapi(app, service, max_rows=settings.max_batch_size)
+    return app
+
+
+async def _metrics(_: Request) -> Response:
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+def _error_body(message: str, detail: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"error": message} if detail is None else {"error": message, "detail": detail}
+
+
+async def _service_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    return JSONResponse(_error_body(str(exc), exc.detail), status_code=exc.status_code, headers=exc.headers)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    message = "invalid input: " + "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in detail)
+    return JSONResponse(_error_body(message, detail), status_code=422)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return JSONResponse(_error_body(str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+
+
+async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error", exc_info=exc)
+    return JSONResponse(_error_body("internal server error"), status_code=500)

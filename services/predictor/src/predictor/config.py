@@ -1,0 +1,73 @@
+"""Predictor settings: one object, read from the environment (prefix PREDICTOR_).
+
+Only this module reads the environment; `create_app(settings)` takes the object, so tests build it directly.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Average nightly room prices span roughly 0–500; buckets in the unit of the model's output.
+DEFAULT_PREDICTION_BUCKETS = (0, 25, 50, 75, 100, 125, 150, 200, 250, 300, 400, 500, 750, 1000)
+
+
+def _split_floats(value: object) -> object:
+    if isinstance(value, str):
+        return [float(item) for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PREDICTOR_", extra="ignore", protected_namespaces=())
+
+    mlflow_tracking_uri: str | None = Field(None, validation_alias="MLFLOW_TRACKING_URI")
+    """MLflow tracking server (the standard MLFLOW_TRACKING_URI variable); unset → MLflow's own default."""
+    log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+    """Log level of the predictor and uvicorn (the shared LOG_LEVEL variable)."""
+    log_format: Literal["json", "text"] | None = Field(None, validation_alias="LOG_FORMAT")
+    """`json` or `text` (the shared LOG_FORMAT variable); unset → text on a terminal, else json."""
+    model_name: str = "hotel-adr"
+    """Registered model to serve; also the `{name}` of the KServe routes."""
+    model_alias: str = "champion"
+    """Registry alias to follow: the version it points to is served."""
+    host: str = "0.0.0.0"
+    """Bind address (`--host` overrides)."""
+    port: int = Field(8080, ge=1, le=65535)
+    """Bind port (`--port` overrides)."""
+    poll_interval_seconds: float = Field(30, gt=0)
+    """How often the alias is checked for a new version."""
+    max_batch_size: int = Field(1000, ge=1)
+    """Rows per request; more is answered with 413."""
+    sample_buffer_size: int = Field(10_000, ge=1)
+    """Predicted rows kept in memory for the drift monitor (oldest dropped first)."""
+    api_token: SecretStr | None = None
+    """When set, the predict and samples routes need `Authorization: Bearer <token>`."""
+    extra_fields: Literal["forbid", "ignore"] = "forbid"
+    """Fields a record has but the model's signature lacks: `forbid` → 422 naming them, `ignore` → dropped."""
+    microbatch_max_rows: int = Field(2000, ge=1)
+    """Upper bound on rows the micro-batcher merges into one model call (concurrent requests)."""
+    inference_threads: int = Field(1, ge=1)
+    """OpenMP/BLAS threads for the model call; 1 avoids thread-sync overhead on small batches."""
+    prediction_buckets: Annotated[list[float], NoDecode] = list(DEFAULT_PREDICTION_BUCKETS)
+    """Bucket bounds of the `predictor_prediction_value` histogram, comma-separated, in the output's unit."""
+    load_retry_max_seconds: float = Field(30, gt=0)
+    """Longest wait between attempts to load the model at start-up (exponential backoff up to this)."""
+    graceful_shutdown_seconds: float = Field(20, ge=0)
+    """On SIGTERM, how long in-flight requests may take to finish before the process exits."""
+
+    _split_buckets = field_validator("prediction_buckets", mode="before")(_split_floats)
+
+    @field_validator("prediction_buckets")
+    @classmethod
+    def _increasing(cls, value: list[float]) -> list[float]:
+        if not value or any(b <= a for a, b in itertools.pairwise(value)):
+            raise ValueError("prediction_buckets must be a non-empty, strictly increasing list")
+        return value
+
+    @property
+    def token(self) -> str | None:
+        return self.api_token.get_secret_value() if self.api_token else None

@@ -1,0 +1,55 @@
+"""Service errors: each class fixes its HTTP status; one handler in app.py turns them into `{"error": ...}`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ServiceError(Exception):
+    status_code = 500
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        detail: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        super().__init__(message)
+        self.detail = detail
+        self.headers = headers
+
+
+class InvalidInput(ServiceError):
+    """The body is not JSON, has no known shape, or a record does not match the model's signature."""
+
+    status_code = 422
+
+
+class BatchTooLarge(ServiceError):
+    status_code = 413
+
+
+class Unauthorized(ServiceError):
+    status_code = 401
+
+    def __init__(self, message: str = "missing or invalid bearer token"):
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class ModelNotFound(ServiceError):
+    status_code = 404
+
+
+class ModelNotReady(ServiceError):
+    status_code = 503
+
+
+class PredictionFailed(ServiceError):
+    """The model raised on input that passed validation: a model bug, not a client error."""
+
+    status_code = 500
+
+
+class ModelLoadError(Exception):
+    """A model version could not be loaded or does not fit the served schema (never reaches HTTP)."""

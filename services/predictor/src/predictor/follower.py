@@ -1,0 +1,110 @@
+"""Follow the registry alias: load the version it points to at start-up, then poll and hot-swap.
+
+Loading happens off the request path (in a thread). A new version replaces the served one in a single
+reference assignment, so concurrent requests never see a half-loaded model; a request already running
+finishes on the version it started with. A version that fails to load, fails its smoke test, or expects
+different inputs is not served: the old one stays, and the failure is logged and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from tenacity import AsyncRetrying, wait_exponential
+
+from predictor import metrics
+from predictor.errors import ModelLoadError
+from predictor.logging import set_served_model
+from predictor.model import LoadedModel, ModelRegistry, VersionRef
+
+log = logging.getLogger(__name__)
+
+
+class ModelFollower:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        *,
+        name: str,
+        alias: str,
+        poll_interval: float,
+        retry_max_seconds: float = 30,
+    ):
+        self.registry = registry
+        self.name = name
+        self.alias = alias
+        self.poll_interval = poll_interval
+        self.retry_max_seconds = retry_max_seconds
+        self.current: LoadedModel | None = None
+        metrics.MODEL_LOADED.labels(name).set(0)
+
+    async def run(self) -> None:
+        """Load at start-up (retrying with backoff until it works), then poll forever."""
+        retrying = AsyncRetrying(
+            wait=wait_exponential(multiplier=0.5, max=self.retry_max_seconds),
+            before_sleep=lambda state: log.warning(
+                "no model to serve yet; retrying",
+                extra={"attempt": state.attempt_number, "error": str(state.outcome.exception())},
+            ),
+        )
+        async for attempt in retrying:
+            with attempt:
+                await self.check()
+                if self.current is None:
+                    raise ModelLoadError(f"{self.name}@{self.alias} could not be loaded")
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            try:
+                await self.check()
+            except Exception:
+                log.warning(
+                    "alias check failed; still serving version %s", self.current.version, exc_info=True
+                )
+
+    async def check(self) -> None:
+        """Serve the version the alias points to, if it is new and loads; raises when the alias cannot be read."""
+        ref = await asyncio.to_thread(self.registry.resolve, self.name, self.alias)
+        if self.current is not None and ref.version == self.current.version:
+            return
+        model = await self._load(ref)
+        if model is not None:
+            self._swap(model)
+
+    async def _load(self, ref: VersionRef) -> LoadedModel | None:
+        try:
+            model = await asyncio.to_thread(self.registry.load, ref)
+            if self.current is not None and model.schema != self.current.schema:
+                self.registry.discard(model)
+                raise ModelLoadError(
+                    f"version {ref.version} expects different inputs than version {self.current.version}; "
+                    "a schema change needs a new rollout"
+                )
+        except Exception as exc:
+            metrics.MODEL_RELOADS.labels(self.name, "failure").inc()
+            served = self.current.version if self.current else None
+            log.error(
+                "version %s of %s not loaded (%s); still serving version %s",
+                ref.version,
+                self.name,
+                exc,
+                served,
+                extra={"candidate_version": ref.version, "served_version": served, "error": str(exc)},
+                exc_info=not isinstance(exc, ModelLoadError),
+            )
+            return None
+        metrics.MODEL_RELOADS.labels(self.name, "success").inc()
+        return model
+
+    def _swap(self, model: LoadedModel) -> None:
+        old, self.current = self.current, model
+        metrics.MODEL_INFO.clear()
+        metrics.MODEL_INFO.labels(model.name, model.ref.alias, model.version, model.ref.run_id or "").set(1)
+        metrics.MODEL_LOADED.labels(model.name).set(1)
+        set_served_model(model.name, model.version)
+        log.info(
+            "serving model version",
+            extra={"served_version": model.version, "previous_version": old.version if old else None},
+        )
+        if old is not None:
+            self.registry.discard(old)

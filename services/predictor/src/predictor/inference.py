@@ -1,0 +1,112 @@
+"""Predictions: the served model, micro-batched calls, and what each prediction leaves behind
+(samples for the drift monitor, metrics). No web framework here."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import accumulate, groupby
+from typing import Any
+
+from threadpoolctl import threadpool_limits
+
+from predictor import metrics
+from predictor.batching import MicroBatcher
+from predictor.errors import ModelNotFound, ModelNotReady, PredictionFailed
+from predictor.follower import ModelFollower
+from predictor.model import LoadedModel
+from predictor.samples import Sample, SampleBuffer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    model: LoadedModel
+    rows: list[dict[str, Any]]
+    request_id: str
+    received_at: float
+
+
+class InferenceService:
+    def __init__(
+        self,
+        follower: ModelFollower,
+        samples: SampleBuffer,
+        *,
+        microbatch_max_rows: int,
+        inference_threads: int,
+        prediction_buckets: list[float],
+    ):
+        self.follower = follower
+        self.samples = samples
+        self._prediction_value = metrics.prediction_value(prediction_buckets)
+        self._batcher: MicroBatcher[_Job, list[Any]] = MicroBatcher(
+            self._predict_batch,
+            max_rows=microbatch_max_rows,
+            thread_initializer=lambda: threadpool_limits(limits=inference_threads),
+        )
+
+    def start(self) -> None:
+        self._batcher.start()
+
+    async def stop(self) -> None:
+        await self._batcher.stop()
+
+    def model(self, name: str) -> LoadedModel:
+        """The served model under this name; 404 for another name, 503 until one is loaded."""
+        if name != self.follower.name:
+            raise ModelNotFound(
+                f"model {name!r} is not served here; this predictor serves {self.follower.name!r}"
+            )
+        model = self.follower.current
+        if model is None:
+            raise ModelNotReady(
+                f"model {name!r} ({self.follower.name}@{self.follower.alias}) is not loaded yet"
+            )
+        return model
+
+    async def predict(self, model: LoadedModel, rows: list[dict[str, Any]], request_id: str) -> list[Any]:
+        """One prediction per validated row, computed together with concurrent requests."""
+        return await self._batcher.submit(_Job(model, rows, request_id, time.time()), len(rows))
+
+    # ---- in the inference thread
+
+    def _predict_batch(self, jobs: Sequence[_Job]) -> list[list[Any] | Exception]:
+        results: list[list[Any] | Exception] = []
+        for model, group in groupby(jobs, key=lambda job: job.model):  # a swap may split one batch in two
+            results.extend(self._predict_group(model, list(group)))
+        return results
+
+    def _predict_group(self, model: LoadedModel, jobs: list[_Job]) -> list[list[Any] | Exception]:
+        try:
+            values = model.predict(model.schema.to_frame([row for job in jobs for row in job.rows])).tolist()
+        except Exception:
+            if len(jobs) > 1:  # one bad request must not fail its neighbours: retry them one by one
+                return [result for job in jobs for result in self._predict_group(model, [job])]
+            log.exception("the model failed on validated input", extra={"request_id": jobs[0].request_id})
+            return [PredictionFailed("the model failed to predict these rows")]
+        ends = list(accumulate(len(job.rows) for job in jobs))
+        per_job = [values[end - len(job.rows) : end] for job, end in zip(jobs, ends, strict=True)]
+        self._record(model, jobs, per_job)
+        return per_job
+
+    def _record(self, model: LoadedModel, jobs: list[_Job], per_job: list[list[Any]]) -> None:
+        samples = [
+            Sample(job.received_at, job.request_id, model.name, model.version, row, prediction)
+            for job, predictions in zip(jobs, per_job, strict=True)
+            for row, prediction in zip(job.rows, predictions, strict=True)
+        ]
+        dropped = self.samples.extend(samples)
+        if dropped:
+            metrics.SAMPLES_DROPPED.inc(dropped)
+        metrics.PREDICTIONS.labels(model.name, model.version).inc(len(samples))
+        batch_size = metrics.BATCH_SIZE.labels(model.name)
+        for job in jobs:
+            batch_size.observe(len(job.rows))
+        value = self._prediction_value.labels(model.name)
+        for sample in samples:
+            if isinstance(sample.prediction, int | float):
+                value.observe(sample.prediction)

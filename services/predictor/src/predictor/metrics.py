@@ -1,0 +1,52 @@
+"""Every Prometheus metric of the predictor, defined once (names and labels: docs/interfaces.md)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+
+HTTP_REQUESTS = Counter(
+    "predictor_http_requests",
+    "HTTP requests answered, by route template and status.",
+    ["route", "method", "status"],
+)
+HTTP_DURATION = Histogram(
+    "predictor_http_request_duration_seconds",
+    "Time from request received to response sent, by route template.",
+    ["route", "method"],
+    buckets=LATENCY_BUCKETS,
+)
+PREDICTIONS = Counter("predictor_predictions", "Rows predicted.", ["model_name", "model_version"])
+BATCH_SIZE = Histogram(
+    "predictor_batch_size", "Rows per prediction request.", ["model_name"], buckets=BATCH_BUCKETS
+)
+MODEL_INFO = Gauge(
+    "predictor_model_info",
+    "The model version being served (value 1).",
+    ["model_name", "model_alias", "model_version", "run_id"],
+)
+MODEL_LOADED = Gauge("predictor_model_loaded", "1 once a model version is loaded and served.", ["model_name"])
+MODEL_RELOADS = Counter(
+    "predictor_model_reloads",
+    "Attempts to load a new version the alias points to.",
+    ["model_name", "outcome"],
+)
+SAMPLES_BUFFERED = Gauge("predictor_samples_buffered", "Predicted rows held in the sample buffer.")
+SAMPLES_DROPPED = Counter("predictor_samples_dropped", "Samples evicted from the full buffer (oldest first).")
+
+_prediction_value: Histogram | None = None
+
+
+def prediction_value(buckets: list[float]) -> Histogram:
+    """`predictor_prediction_value{model_name}`; buckets come from settings, so it is created on first use."""
+    global _prediction_value
+    if _prediction_value is None:
+        _prediction_value = Histogram(
+            "predictor_prediction_value",
+            "Predicted values (numeric outputs).",
+            ["model_name"],
+            buckets=buckets,
+        )
+    return _prediction_value

@@ -1,0 +1,57 @@
+"""Response bodies of the HTTP API, as Pydantic models: they document OpenAPI (the routes send orjson bytes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(description="what went wrong, for a human")
+    detail: list[dict[str, Any]] | None = Field(
+        None,
+        description="422 only: one entry per fault, with `loc` (e.g. [`instances`, 0, `lead_time`]), `msg`, `type`",
+    )
+
+
+class PredictResponse(BaseModel):
+    predictions: list[Any] = Field(description="one prediction per input row, in order")
+    model_name: str
+    model_version: str = Field(description="the registry version that produced these predictions")
+    request_id: str = Field(description="also sent as the X-Request-ID header")
+
+
+class ModelMetadata(BaseModel):
+    """KServe V1 model readiness, plus what is served."""
+
+    name: str
+    ready: bool
+    alias: str
+    version: str | None = None
+    run_id: str | None = None
+    signature: dict[str, Any] | None = Field(
+        None, description="the MLflow signature: `inputs`, `outputs` column specs"
+    )
+    loaded_at: str | None = Field(None, description="ISO 8601, UTC")
+
+
+class SampleOut(BaseModel):
+    timestamp: float = Field(description="unix seconds when the request was received")
+    request_id: str
+    model_name: str
+    model_version: str
+    features: dict[str, Any]
+    prediction: Any
+
+
+class SamplesResponse(BaseModel):
+    samples: list[SampleOut] = Field(description="oldest first")
+    buffer_size: int = Field(description="capacity of the ring buffer (PREDICTOR_SAMPLE_BUFFER_SIZE)")
+    buffered: int = Field(description="samples held now")
+    dropped_total: int = Field(description="samples evicted since start-up because the buffer was full")
+
+
+class Status(BaseModel):
+    status: str
+    model_version: str | None = None

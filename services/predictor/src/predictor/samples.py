@@ -1,0 +1,62 @@
+"""A bounded, in-memory buffer of predicted rows for the drift monitor (nothing is written to disk).
+
+A ring buffer: once full, each new row evicts the oldest, and the evictions are counted. Memory is
+bounded by `size` whatever the traffic; a restarted pod starts empty.
+"""
+
+from __future__ import annotations
+
+import threading
+from bisect import bisect_right
+from collections import deque
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    timestamp: float
+    request_id: str
+    model_name: str
+    model_version: str
+    features: dict[str, Any]
+    prediction: Any
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "timestamp": self.timestamp,
+            "request_id": self.request_id,
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "features": self.features,
+            "prediction": self.prediction,
+        }
+
+
+class SampleBuffer:
+    """Thread-safe ring buffer of samples, oldest first; timestamps never decrease."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._samples: deque[Sample] = deque(maxlen=size)
+        self._lock = threading.Lock()
+        self.dropped_total = 0
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+    def extend(self, samples: list[Sample]) -> int:
+        """Append samples; returns how many old ones were evicted to make room."""
+        with self._lock:
+            dropped = max(0, len(self._samples) + len(samples) - self.size)
+            self._samples.extend(samples)
+            self.dropped_total += dropped
+        return dropped
+
+    def since(self, timestamp: float, limit: int) -> list[Sample]:
+        """Up to `limit` samples with a timestamp strictly after `timestamp`, oldest first."""
+        with self._lock:
+            snapshot = list(self._samples)
+        start = bisect_right(snapshot, timestamp, key=lambda s: s.timestamp)
+        return list(islice(snapshot, start, start + limit))

@@ -1,0 +1,142 @@
+"""The model's input schema, from its MLflow signature: the Pydantic model of one record, and the frame.
+
+Nothing here is specific to one model: the record model (names, types, required/optional) is built with
+`pydantic.create_model` when a model version is loaded, so OpenAPI shows the real fields and a model
+trained on another table is served with no code change. Rows that pass validation are turned into one
+pandas DataFrame per batch with the dtypes MLflow's own schema enforcement would produce, so the
+model's `predict` gets exactly what `mlflow.pyfunc` would give it.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, DataType
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, TypeAdapter, create_model
+
+from predictor.errors import ModelLoadError
+
+ExtraFields = Literal["forbid", "ignore"]
+
+_INT32 = (-(2**31), 2**31 - 1)
+_INT64 = (-(2**63), 2**63 - 1)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+# MLflow type → (Pydantic type of one JSON value, numpy dtype of the column when no value is missing).
+# Integers and strings are strict: "12" is not a long and 12 is not a string, as in MLflow's enforcement.
+_TYPES: dict[DataType, tuple[Any, np.dtype]] = {
+    DataType.boolean: (StrictBool, np.dtype("bool")),
+    DataType.integer: (Annotated[StrictInt, Field(ge=_INT32[0], le=_INT32[1])], np.dtype("int32")),
+    DataType.long: (Annotated[StrictInt, Field(ge=_INT64[0], le=_INT64[1])], np.dtype("int64")),
+    DataType.float: (
+        Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-_FLOAT32_MAX, le=_FLOAT32_MAX)],
+        np.dtype("float32"),
+    ),
+    DataType.double: (Annotated[float, Field(strict=True, allow_inf_nan=False)], np.dtype("float64")),
+    DataType.string: (StrictStr, np.dtype("object")),
+    DataType.datetime: (datetime, np.dtype("datetime64[ns]")),
+}
+_IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: DataType
+    required: bool
+
+
+class InputSchema:
+    """Columns of a model's signature, the Pydantic model of one record, and the batch → DataFrame step."""
+
+    def __init__(self, columns: tuple[Column, ...], *, title: str, extra: ExtraFields = "forbid"):
+        if not columns:
+            raise ModelLoadError("the model signature has no input columns")
+        self.columns = columns
+        self.title = title
+        self.record_model = _record_model(columns, title=title, extra=extra)
+        self._records = TypeAdapter(list[self.record_model])
+
+    @classmethod
+    def from_signature(
+        cls, signature: ModelSignature | None, *, title: str, extra: ExtraFields = "forbid"
+    ) -> InputSchema:
+        if signature is None or signature.inputs is None:
+            raise ModelLoadError("the model has no signature: log it with signature=infer_signature(X, y)")
+        inputs = signature.inputs
+        if inputs.is_tensor_spec() or not inputs.has_input_names():
+            raise ModelLoadError("the model signature must name its input columns (a column-based schema)")
+        columns = []
+        for spec in inputs.inputs:
+            if not isinstance(spec, ColSpec) or spec.type not in _TYPES:
+                raise ModelLoadError(
+                    f"input column {spec.name!r} has type {spec.type}, which the predictor cannot serve"
+                )
+            columns.append(Column(name=spec.name, type=spec.type, required=spec.required))
+        return cls(tuple(columns), title=title, extra=extra)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, InputSchema) and self.columns == other.columns
+
+    def __hash__(self) -> int:
+        return hash(self.columns)
+
+    def validate_records(self, records: Any) -> list[dict[str, Any]]:
+        """Validated rows as dicts keyed by column name (optional columns filled with None).
+
+        Raises pydantic.ValidationError; locations are (row index, column name).
+        """
+        return self._records.dump_python(self._records.validate_python(records), by_alias=True)
+
+    def to_frame(self, rows: list[dict[str, Any]]) -> pd.DataFrame:
+        """One DataFrame for many validated rows, in signature order, with the signature's dtypes."""
+        return pd.DataFrame(
+            {c.name: _column([row[c.name] for row in rows], c.type) for c in self.columns}, copy=False
+        )
+
+
+def _record_model(columns: tuple[Column, ...], *, title: str, extra: ExtraFields) -> type[BaseModel]:
+    fields: dict[str, Any] = {}
+    for i, column in enumerate(columns):
+        value_type = _TYPES[column.type][0]
+        # Column names that are not safe attribute names ("room type", "model_config") get an alias.
+        safe = (
+            _IDENTIFIER.match(column.name)
+            and not keyword.iskeyword(column.name)
+            and not _shadows(column.name)
+        )
+        attr, alias = (column.name, None) if safe else (f"column_{i}", column.name)
+        if column.required:
+            fields[attr] = (value_type, Field(..., alias=alias))
+        else:
+            fields[attr] = (value_type | None, Field(None, alias=alias))
+    config = ConfigDict(
+        extra=extra, title=title, validate_by_alias=True, validate_by_name=False, serialize_by_alias=True
+    )
+    return create_model(_model_name(title), __config__=config, **fields)
+
+
+def _shadows(name: str) -> bool:
+    return name.startswith("model_") or hasattr(BaseModel, name)
+
+
+def _model_name(title: str) -> str:
+    words = re.split(r"[^A-Za-z0-9]+", title)
+    return "".join(w[:1].upper() + w[1:] for w in words if w) + "Record"
+
+
+def _column(values: list[Any], dtype_of: DataType) -> np.ndarray:
+    dtype = _TYPES[dtype_of][1]
+    if dtype_of == DataType.datetime:
+        return pd.to_datetime(values).to_numpy(dtype="datetime64[ns]")
+    if dtype.kind in "iub" and None in values:
+        # A missing optional number: pandas' own representation is a float column with NaN.
+        return np.array(values, dtype="float64") if dtype.kind != "b" else np.array(values, dtype=object)
+    return np.array(values, dtype=dtype)
