@@ -62,7 +62,8 @@ def test_a_completed_run_with_drift_exits_0_reports_pushes_and_records(
     [v] = report["versions"]
     assert v["model_version"] == version and v["samples"] == 600
     assert v["drift_detected"] is True and "arrival_month" in v["drifted_features"]
-    assert v["features"]["arrival_month"]["test"] == "ks"
+    arrival_month = next(f for f in v["features"] if f["feature"] == "arrival_month")
+    assert arrival_month["test"] == "ks" and arrival_month["drifted"] is True
     assert pushed_value(gateway, "drift_detected") == 1
     assert pushed_value(gateway, "drift_pods_failed") == 1
     assert pushed_value(gateway, "drift_last_run_success") == 1

@@ -25,9 +25,17 @@ from drift_monitor.scrape import Sample, scrape_samples
 log = logging.getLogger(__name__)
 
 
-def run(settings: Settings, *, kube_api: Callable[[], k8s.ApiClient] = in_cluster_api) -> RunReport:
-    """Everything but the output; raises DriftMonitorError when the run cannot complete."""
-    started_at = time.time()
+def run(
+    settings: Settings,
+    *,
+    started_at: float | None = None,
+    kube_api: Callable[[], k8s.ApiClient] = in_cluster_api,
+) -> RunReport:
+    """Everything but the output; raises DriftMonitorError when the run cannot complete.
+
+    The window is the `settings.window_seconds` before `started_at` (default: now).
+    """
+    started_at = started_at if started_at is not None else time.time()
     targets = resolve_targets(settings, kube_api)
     wait_for_mlflow(settings.mlflow_tracking_uri, settings.mlflow_wait_seconds)
 

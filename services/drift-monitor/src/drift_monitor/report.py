@@ -80,7 +80,6 @@ class RunReport:
         data = self.to_dict()
         for version in data["versions"]:
             version["drifted_features"] = [f["feature"] for f in version["features"] if f["drifted"]]
-            version["features"] = {f.pop("feature"): f for f in version["features"]}
         return json.dumps(_round(data), separators=(",", ":"), allow_nan=False)
 
 
