@@ -1,8 +1,10 @@
 """How long one monitor run takes for 10,000 samples (2 pods x 5,000), printed for the README.
 
-`pytest tests/drift_monitor/test_run_time.py -s` shows the numbers: the wall time of the whole
-`drift-monitor` process (imports included, as a CronJob pays them) and the run itself as the report
-measures it (discovery to verdict: scrape, reference download, tests, PSI).
+`pytest tests/drift_monitor/test_run_time.py -s` shows two numbers:
+- the run itself, in a warm process: scrape 10k samples over HTTP, download the reference from
+  MLflow, KS / chi-squared on 27 features, PSI, prediction KS;
+- the whole `drift-monitor` process, as a CronJob pays it: plus interpreter start and imports
+  (alibi-detect's import alone takes seconds: it pulls in numba and transformers).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import json
 import time
 
+from drift_monitor.config import Settings
+from drift_monitor.monitor import run
 from tests.drift_monitor.conftest import RegisteredReference, contract_samples
 from tests.drift_monitor.test_cli import run_monitor
 
@@ -25,6 +29,16 @@ def test_run_time_per_10k_samples(registered_reference: RegisteredReference, fak
         )
         for s in (11, 12)
     ]
+    settings = Settings(
+        mlflow_tracking_uri=registered_reference.tracking_uri,
+        model_name=registered_reference.model_name,
+        targets=[p.url for p in pods],
+    )
+    run(settings)  # warm up: imports alibi-detect into this process
+
+    started = time.perf_counter()
+    report = run(settings)
+    warm = time.perf_counter() - started
 
     started = time.perf_counter()
     result = run_monitor(
@@ -32,13 +46,10 @@ def test_run_time_per_10k_samples(registered_reference: RegisteredReference, fak
         MLFLOW_TRACKING_URI=registered_reference.tracking_uri,
         DRIFT_MONITOR_MODEL_NAME=registered_reference.model_name,
     )
-    wall = time.perf_counter() - started
+    cold = time.perf_counter() - started
 
+    assert report.versions[0].samples == 2 * SAMPLES_PER_POD
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout)
-    assert report["versions"][0]["samples"] == 2 * SAMPLES_PER_POD
-    print(
-        f"\ndrift-monitor, 10k samples from 2 pods: process wall time {wall:.1f} s, "
-        f"run (scrape + reference + tests) {report['duration_seconds']:.2f} s"
-    )
-    assert report["duration_seconds"] < 30
+    assert json.loads(result.stdout)["versions"][0]["samples"] == 2 * SAMPLES_PER_POD
+    print(f"\ndrift-monitor, 10k samples from 2 pods: run {warm:.2f} s warm, {cold:.1f} s as a new process")
+    assert warm < 30
