@@ -1,0 +1,286 @@
+"""The container images, built and run with podman the way the chart runs them.
+
+    make test-images        # after ../shared/tools/container-engine all
+
+Order of the loop: mlops-mlflow serves the registry → the trainer image registers a champion →
+the predictor image serves it (read-only root, UID 10001) → the drift-monitor image checks the
+predictor's samples and pushes to a real Pushgateway. Server containers must stop on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests import stack
+from tests.images import podman as pm
+from tests.images.conftest import (
+    MODEL_NAME,
+    VERSION,
+    BuiltImage,
+    Champion,
+    git_revision,
+    mlflow_server_args,
+    start_predictor,
+)
+
+# Fixture setup (four builds, one training run) counts against the first test's timeout.
+pytestmark = [pytest.mark.images, pytest.mark.timeout(2400)]
+
+SERVICES = ("mlops-trainer", "mlops-predictor", "mlops-drift-monitor")
+# Size above the base image. The goal is < 500 MB per image on the real python:3.11-slim (~130 MB).
+# These budgets catch regressions; see the test's message for where the trainer and drift monitor stand.
+ABOVE_BASE_BUDGET_MB = {
+    "mlops-trainer": 560,
+    "mlops-predictor": 370,
+    "mlops-drift-monitor": 700,
+    "mlops-mlflow": 200,
+}
+REAL_BASE_MB = 130
+GRACE_SECONDS = 10
+
+
+# ----------------------------------------------------------------------------------- the images
+
+
+@pytest.mark.parametrize("name", [*SERVICES, "mlops-mlflow"])
+def test_image_metadata(images: dict[str, BuiltImage], name: str) -> None:
+    config = pm.image_config(images[name].tag)
+    labels = config["Labels"]
+    assert labels["org.opencontainers.image.title"] == name
+    assert labels["org.opencontainers.image.version"] == VERSION
+    assert labels["org.opencontainers.image.revision"] == git_revision()
+    assert labels["org.opencontainers.image.source"].startswith("https://")
+    assert labels["org.opencontainers.image.licenses"]
+    assert labels["org.opencontainers.image.description"]
+    assert config["User"] == pm.CHART_USER
+    env = dict(item.split("=", 1) for item in config["Env"])
+    assert env["PYTHONDONTWRITEBYTECODE"] == "1"
+    assert env["PYTHONUNBUFFERED"] == "1"
+    assert env["HOME"] == "/tmp"
+    # exec form: the console script (under dumb-init for our services) receives the signals
+    assert isinstance(config["Entrypoint"], list)
+    assert config["Entrypoint"][-1] == {"mlops-mlflow": "mlflow"}.get(name, name.removeprefix("mlops-"))
+
+
+@pytest.mark.parametrize("name", [*SERVICES, "mlops-mlflow"])
+def test_image_size(images: dict[str, BuiltImage], name: str) -> None:
+    image = images[name]
+    above_mb = image.above_base / 1e6
+    print(
+        f"{name}: {image.size / 1e6:.0f} MB on the stand-in base, {above_mb:.0f} MB above it, "
+        f"~{REAL_BASE_MB + above_mb:.0f} MB on the real {pm.BASE_IMAGE}; built in {image.seconds:.0f}s"
+    )
+    assert above_mb < ABOVE_BASE_BUDGET_MB[name], f"{name} grew: {above_mb:.0f} MB above the base"
+
+
+@pytest.mark.parametrize("name", [*SERVICES, "mlops-mlflow"])
+def test_final_stage_has_no_build_tools_or_caches(images: dict[str, BuiltImage], name: str) -> None:
+    script = (
+        "for c in gcc cc g++ make pip pip3; do command -v $c && exit 1; done; "
+        "test ! -e /opt/venv/bin/pip && test ! -e /root/.cache && test ! -e /tmp/.cache || exit 2; "
+        "find /opt/venv -type d -name tests | grep . && exit 3; "
+        "python -c 'import sys; sys.exit(sys.prefix != \"/opt/venv\")' || exit 4"
+    )
+    r = pm.podman(
+        "run", "--rm", "--network=host", "--entrypoint=sh", images[name].tag, "-c", script, check=False
+    )
+    assert r.returncode == 0, f"{name}: check {r.returncode} failed:\n{r.stdout}{r.stderr}"
+
+
+def test_trainer_and_predictor_share_the_scientific_stack(images: dict[str, BuiltImage]) -> None:
+    """The pickled pipeline only loads where scikit-learn, numpy and pandas are the trainer's versions."""
+    probe = "import json, numpy, pandas, scipy, sklearn; print(json.dumps({m.__name__: m.__version__ for m in (numpy, pandas, scipy, sklearn)}))"
+    versions = {
+        name: json.loads(
+            pm.podman("run", "--rm", "--entrypoint=python", images[name].tag, "-c", probe).stdout
+        )
+        for name in ("mlops-trainer", "mlops-predictor")
+    }
+    assert versions["mlops-trainer"] == versions["mlops-predictor"]
+    assert versions["mlops-trainer"]["sklearn"] == "1.9.1"
+
+
+# ----------------------------------------------------------------------------------- the loop
+
+
+def test_mlflow_image_serves_health_read_only(mlflow_container: pm.Server) -> None:
+    r = httpx.get(mlflow_container.url + "/health", timeout=5)
+    assert r.status_code == 200, r.text
+    assert _uids(mlflow_container) == {"10001"}
+
+
+def test_trainer_image_registers_a_champion(image_champion: Champion) -> None:
+    from mlflow import MlflowClient
+
+    outcome = json.loads(image_champion.trainer_output.stdout)
+    assert outcome["promoted"] is True, outcome
+    client = MlflowClient(image_champion.tracking_uri)
+    version = client.get_model_version(MODEL_NAME, image_champion.version)
+    assert version.tags.get("promoted") == "true"
+    artifacts = {a.path for a in client.list_artifacts(image_champion.run_id, "reference")}
+    assert "reference/reference.parquet" in artifacts
+
+
+def test_predictor_image_is_ready_non_root_and_read_only(predictor_container: pm.Server) -> None:
+    assert httpx.get(predictor_container.url + "/readyz", timeout=5).status_code == 200
+    assert httpx.get(predictor_container.url + "/healthz", timeout=5).status_code == 200
+    assert _uids(predictor_container) == {"10001"}
+    r = predictor_container.exec("id", "-u")
+    assert r.stdout.strip() == "10001", r.stdout + r.stderr
+    r = predictor_container.exec("sh", "-c", "touch /opt/venv/x || touch /x || echo read-only")
+    assert r.stdout.strip() == "read-only", r.stdout + r.stderr
+    r = predictor_container.exec("sh", "-c", "touch /tmp/x && echo writable")
+    assert r.stdout.strip() == "writable", r.stdout + r.stderr
+
+
+def test_predictor_image_predicts_like_the_in_process_model(
+    predictor_container: pm.Server, image_champion: Champion, reference_rows: pd.DataFrame
+) -> None:
+    import mlflow
+
+    rows = reference_rows.head(25)
+    r = httpx.post(
+        f"{predictor_container.url}/v1/models/{MODEL_NAME}:predict",
+        json={"instances": _records(rows)},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    served = np.asarray(r.json()["predictions"], dtype=float)
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(image_champion.tracking_uri)
+    try:
+        model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion")
+    finally:
+        mlflow.set_tracking_uri(previous)
+    expected = np.asarray(model.predict(rows), dtype=float).ravel()
+    np.testing.assert_allclose(served, expected, rtol=1e-9, atol=1e-9)
+
+
+def test_drift_monitor_image_pushes_to_a_real_pushgateway(
+    images: dict[str, BuiltImage],
+    predictor_container: pm.Server,
+    image_champion: Champion,
+    reference_rows: pd.DataFrame,
+    containers: pm.Containers,
+    pushgateway: stack.Process,
+) -> None:
+    # enough rows for a real test (DRIFT_MONITOR_MIN_SAMPLES defaults to 200)
+    r = httpx.post(
+        f"{predictor_container.url}/v1/models/{MODEL_NAME}:predict",
+        json={"instances": _records(reference_rows.head(300))},
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+
+    result = pm.run_once(
+        containers,
+        images["mlops-drift-monitor"].tag,
+        ["--targets", predictor_container.url, "--pushgateway", pushgateway.url],
+        prefix="drift-monitor",
+        env={"MLFLOW_TRACKING_URI": image_champion.tracking_uri, "LOG_FORMAT": "json"},
+        timeout=600,
+    )
+    assert result.returncode == 0, (
+        f"drift-monitor image failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+    )
+    json.loads(result.stdout)  # the report
+
+    samples = {
+        (s.name, s.labels.get("job")): s.value
+        for family in text_string_to_metric_families(httpx.get(pushgateway.url + "/metrics", timeout=5).text)
+        for s in family.samples
+    }
+    assert samples[("drift_last_run_success", "drift-monitor")] == 1
+    assert samples[("drift_enough_data", "drift-monitor")] == 1
+    assert samples[("drift_samples_evaluated", "drift-monitor")] >= 300
+    assert ("drift_detected", "drift-monitor") in samples
+
+
+# ----------------------------------------------------------------------------------- SIGTERM
+
+
+def test_predictor_image_stops_on_sigterm(
+    images: dict[str, BuiltImage], image_champion: Champion, containers: pm.Containers
+) -> None:
+    server = start_predictor(
+        containers, images["mlops-predictor"].tag, image_champion.tracking_uri, prefix="predictor-sigterm"
+    )
+    _assert_stops_on_sigterm(server)
+
+
+def test_mlflow_image_stops_on_sigterm(images: dict[str, BuiltImage], containers: pm.Containers) -> None:
+    port = stack.free_port()
+    server = pm.start_server(
+        containers,
+        images["mlops-mlflow"].tag,
+        mlflow_server_args(port),
+        prefix="mlflow-sigterm",
+        port=port,
+        ready_path="/health",
+    )
+    _assert_stops_on_sigterm(server)
+
+
+def test_trainer_image_stops_on_sigterm(images: dict[str, BuiltImage], containers: pm.Containers) -> None:
+    """A Job's Python process is PID 1, which ignores SIGTERM without a handler; dumb-init forwards it."""
+    port = stack.free_port()  # nothing listens: the trainer waits for MLflow (TRAINER_MLFLOW_WAIT_SECONDS)
+    name = containers.new_name("trainer-sigterm")
+    pm.podman(
+        "run", "--detach", f"--name={name}", *pm.CHART_RUN_ARGS,
+        f"--env=MLFLOW_TRACKING_URI=http://127.0.0.1:{port}", images["mlops-trainer"].tag, "train",
+    )  # fmt: skip
+    server = pm.Server(name=name, url="")
+    assert server.running(), server.logs()
+    _assert_stops_on_sigterm(server)
+
+
+def _assert_stops_on_sigterm(server: pm.Server) -> None:
+    elapsed, exit_code = server.stop(GRACE_SECONDS)
+    logs = server.logs()
+    print(f"{server.name}: stopped in {elapsed:.1f}s, exit code {exit_code}")
+    assert exit_code != 137, f"SIGKILLed after the {GRACE_SECONDS}s grace period:\n{logs}"
+    assert elapsed < GRACE_SECONDS / 2, f"took {elapsed:.1f}s to stop on SIGTERM:\n{logs}"
+
+
+# ----------------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture(scope="module")
+def reference_rows(image_champion: Champion, tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    """Feature rows from the champion's drift reference (the data it was fitted on), signature order."""
+    import mlflow
+
+    local = mlflow.artifacts.download_artifacts(
+        run_id=image_champion.run_id,
+        artifact_path="reference/reference.parquet",
+        dst_path=str(tmp_path_factory.mktemp("reference")),
+        tracking_uri=image_champion.tracking_uri,
+    )
+    return pd.read_parquet(Path(local)).drop(columns=["prediction"])
+
+
+@pytest.fixture(scope="module")
+def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[stack.Process]:
+    proc = stack.start_pushgateway(tmp_path_factory.mktemp("pushgateway"))
+    yield proc
+    proc.stop()
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    return json.loads(frame.to_json(orient="records", date_format="iso"))
+
+
+def _uids(server: pm.Server) -> set[str]:
+    """Real UIDs of every process in the container (PID 1 included)."""
+    r = server.exec("sh", "-c", "grep -h '^Uid:' /proc/[0-9]*/status")
+    assert r.returncode == 0, r.stdout + r.stderr
+    return {line.split()[1] for line in r.stdout.splitlines()}
