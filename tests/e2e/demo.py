@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from tests import stack
-from tests.load.run import run_load
+from tests.load.run import run_load_many
 
 STATE = stack.REPO / ".state" / "demo"
 # The ports `make mlflow`, `make predictor` and the chart's port-forwards use, when they are free.
@@ -88,18 +88,21 @@ def drift_table(report: dict) -> str:
 def traffic_and_check(loop: stack.Loop, mode: str) -> dict:
     with stage(f"{mode} traffic: locust, {LOAD_USERS} users per replica, {LOAD_SECONDS}s"):
         started = time.time()
-        for predictor in loop.predictors:  # one locust per replica, standing in for the Service
-            result = run_load(
-                predictor.url,
-                users=LOAD_USERS,
-                spawn_rate=LOAD_USERS,
-                duration=f"{LOAD_SECONDS}s",
-                mode=mode,
-                report_dir=STATE / "load" / predictor.name,
-            )
-            say(f"{predictor.name}:\n" + result.summary())
+        targets = {
+            p.name: p.url for p in loop.predictors
+        }  # one locust per replica, standing in for the Service
+        results = run_load_many(
+            targets,
+            users=LOAD_USERS,
+            spawn_rate=LOAD_USERS,
+            duration=f"{LOAD_SECONDS}s",
+            mode=mode,
+            report_dir=STATE / "load",
+        )
+        for name, result in results.items():
+            say(f"{name}:\n" + result.summary())
             if not result.ok:
-                raise SystemExit(f"demo: load run against {predictor.name} had failures")
+                raise SystemExit(f"demo: load run against {name} had failures")
     with stage(f"drift monitor on the {mode} window"):
         code, report, log = stack.run_drift_monitor(loop, window_seconds=time.time() - started + 1)
         if code != 0 or report is None:

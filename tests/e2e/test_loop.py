@@ -21,7 +21,7 @@ from mlflow import MlflowClient
 
 from tests import stack
 from tests.conftest import TrainedModel
-from tests.load.run import finish, run_load, scrape, start_locust
+from tests.load.run import finish, run_load_many, scrape, start_locust
 
 pytestmark = pytest.mark.e2e
 
@@ -39,15 +39,15 @@ def loop(champion: TrainedModel, mlflow_server: stack.Process, state_dir: Path) 
 def send_traffic(loop: stack.Loop, mode: str, report_dir: Path, seconds: int = 6) -> float:
     """Locust against each replica (standing in for the Service); returns when the traffic started."""
     started = time.time()
-    for predictor in loop.predictors:
-        result = run_load(
-            predictor.url,
-            users=4,
-            spawn_rate=4,
-            duration=f"{seconds}s",
-            mode=mode,
-            report_dir=report_dir / predictor.name,
-        )
+    results = run_load_many(
+        {p.name: p.url for p in loop.predictors},
+        users=4,
+        spawn_rate=4,
+        duration=f"{seconds}s",
+        mode=mode,
+        report_dir=report_dir,
+    )
+    for result in results.values():
         assert result.ok, result.summary()
         assert result.client.requests > 20
     return started

@@ -230,6 +230,27 @@ def run_load(
     return finish(proc, report_dir, mode, before, host)
 
 
+def run_load_many(
+    targets: dict[str, str], *, users: int, spawn_rate: float, duration: str, mode: str, report_dir: Path
+) -> dict[str, LoadResult]:
+    """One locust per target, all at once (several replicas, as a Service would spread the load)."""
+    before = {name: scrape(url) for name, url in targets.items()}
+    procs = {
+        name: start_locust(
+            url,
+            users=users,
+            spawn_rate=spawn_rate,
+            duration=duration,
+            mode=mode,
+            report_dir=report_dir / name,
+        )
+        for name, url in targets.items()
+    }
+    return {
+        name: finish(procs[name], report_dir / name, mode, before[name], url) for name, url in targets.items()
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make load", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="http://127.0.0.1:8080")
