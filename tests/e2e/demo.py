@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from tests import stack
-from tests.load.run import run_load_many
+from tests.load.run import Load, run_load
 
 STATE = stack.REPO / ".state" / "demo"
 # The ports `make mlflow`, `make predictor` and the chart's port-forwards use, when they are free.
@@ -91,14 +91,8 @@ def traffic_and_check(loop: stack.Loop, mode: str) -> dict:
         targets = {
             p.name: p.url for p in loop.predictors
         }  # one locust per replica, standing in for the Service
-        results = run_load_many(
-            targets,
-            users=LOAD_USERS,
-            spawn_rate=LOAD_USERS,
-            duration=f"{LOAD_SECONDS}s",
-            mode=mode,
-            report_dir=STATE / "load",
-        )
+        load = Load(users=LOAD_USERS, spawn_rate=LOAD_USERS, duration=f"{LOAD_SECONDS}s", mode=mode)
+        results = run_load(targets, load, STATE / "load")
         for name, result in results.items():
             say(f"{name}:\n" + result.summary())
             if not result.ok:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +23,7 @@ from mlflow import MlflowClient
 
 from tests import stack
 from tests.conftest import TrainedModel
-from tests.load.run import finish, run_load_many, scrape, start_locust
+from tests.load.run import Load, finish, run_load, scrape, start_locust
 
 pytestmark = pytest.mark.e2e
 
@@ -39,14 +41,8 @@ def loop(champion: TrainedModel, mlflow_server: stack.Process, state_dir: Path) 
 def send_traffic(loop: stack.Loop, mode: str, report_dir: Path, seconds: int = 6) -> float:
     """Locust against each replica (standing in for the Service); returns when the traffic started."""
     started = time.time()
-    results = run_load_many(
-        {p.name: p.url for p in loop.predictors},
-        users=4,
-        spawn_rate=4,
-        duration=f"{seconds}s",
-        mode=mode,
-        report_dir=report_dir,
-    )
+    load = Load(users=4, spawn_rate=4, duration=f"{seconds}s", mode=mode)
+    results = run_load({p.name: p.url for p in loop.predictors}, load, report_dir)
     for result in results.values():
         assert result.ok, result.summary()
         assert result.client.requests > 20
@@ -90,6 +86,41 @@ def test_summer_traffic_fires_data_drift_alert(loop: stack.Loop, tmp_path: Path)
     assert routed["status"]["state"] == "active"
 
 
+def test_make_load_reports_both_views_and_fails_on_errors(loop: stack.Loop, tmp_path: Path) -> None:
+    """`make load` is `python -m tests.load.run`: a clean run exits 0, any failed request exits 1."""
+    argv = [
+        "--host",
+        loop.predictors[0].url,
+        "--users",
+        "2",
+        "--spawn-rate",
+        "2",
+        "--duration",
+        "3s",
+        "--report-dir",
+        str(tmp_path),
+    ]
+    clean = subprocess.run(
+        [sys.executable, "-m", "tests.load.run", *argv],
+        capture_output=True,
+        text=True,
+        cwd=stack.REPO,
+        timeout=120,
+    )
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "0 failed" in clean.stdout and "predictor:" in clean.stdout
+    assert (tmp_path / "predictor" / "locust-normal.html").is_file()
+    broken = subprocess.run(
+        [sys.executable, "-m", "tests.load.run", *argv, "--model-name", "no-such-model"],
+        capture_output=True,
+        text=True,
+        cwd=stack.REPO,
+        timeout=120,
+    )
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    assert "0 failed" not in broken.stdout
+
+
 def served_version(url: str) -> str | None:
     try:
         return httpx.get(f"{url}/v1/models/hotel-adr", timeout=5).json().get("version")
@@ -102,12 +133,8 @@ def test_retrain_moves_alias_under_load_with_zero_failures(
 ) -> None:
     client = MlflowClient(champion.tracking_uri)
     before = {p.name: scrape(p.url) for p in loop.predictors}
-    runs = {
-        p.name: start_locust(
-            p.url, users=3, spawn_rate=3, duration="10m", mode="normal", report_dir=tmp_path / p.name
-        )
-        for p in loop.predictors
-    }
+    endless = Load(users=3, spawn_rate=3, duration="10m", mode="normal")  # stopped by SIGTERM below
+    runs = {p.name: start_locust(p.url, endless, tmp_path / p.name) for p in loop.predictors}
     try:
         time.sleep(3)
         env = {"MLFLOW_TRACKING_URI": champion.tracking_uri, "LOG_FORMAT": "json"}
@@ -140,7 +167,7 @@ def test_retrain_moves_alias_under_load_with_zero_failures(
         )  # leave the session as found
 
     for p in loop.predictors:
-        load = finish(runs[p.name], tmp_path / p.name, "normal", before[p.name], p.url)
+        load = finish(runs[p.name], p.url, endless, tmp_path / p.name, before[p.name])
         assert load.client.requests > 50, load.summary()
         assert load.client.failures == 0, load.summary()
         assert load.server.errors == 0, load.summary()

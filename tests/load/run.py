@@ -47,7 +47,7 @@ class ServerView:
 class LoadResult:
     exit_code: int
     client: ClientView
-    server: ServerView | None
+    server: ServerView
 
     @property
     def ok(self) -> bool:
@@ -59,12 +59,11 @@ class LoadResult:
             f"client:    {c.requests} requests, {c.failures} failed, {c.rps:.1f} req/s, "
             f"p50 {c.p50_ms:.0f} ms, p95 {c.p95_ms:.0f} ms, p99 {c.p99_ms:.0f} ms"
         ]
-        if self.server:
-            s = self.server
-            lines.append(
-                f"predictor: {s.requests} predict requests, {s.errors} errors, "
-                f"p50 ≤ {s.p50_ms:.1f} ms, p99 ≤ {s.p99_ms:.1f} ms (from its latency histogram)"
-            )
+        s = self.server
+        lines.append(
+            f"predictor: {s.requests} predict requests, {s.errors} errors, "
+            f"p50 ≤ {s.p50_ms:.1f} ms, p99 ≤ {s.p99_ms:.1f} ms (from its latency histogram)"
+        )
         return "\n".join(lines)
 
 
@@ -121,58 +120,28 @@ def server_view(before: Samples, after: Samples) -> ServerView:
     )
 
 
-def locust_command(
-    host: str,
-    users: int,
-    spawn_rate: float,
-    duration: str,
-    mode: str,
-    report_dir: Path,
-    extra: list[str] | None = None,
-) -> list[str]:
-    prefix = report_dir / f"locust-{mode}"
-    return [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(LOCUSTFILE),
-        "--headless",
-        "-u",
-        str(users),
-        "-r",
-        str(spawn_rate),
-        "-t",
-        duration,
-        "-H",
-        host,
-        "--csv",
-        str(prefix),
-        "--html",
-        f"{prefix}.html",
-        "--only-summary",
-        "--loglevel",
-        "WARNING",
-        "--mode",
-        mode,
-        *(extra or []),
-    ]
+@dataclass(frozen=True)
+class Load:
+    """One headless locust run's shape; `extra` goes to the locustfile (e.g. --batch-size 100)."""
+
+    users: int
+    spawn_rate: float
+    duration: str
+    mode: str = "normal"
+    extra: tuple[str, ...] = ()
 
 
-def start_locust(
-    host: str,
-    *,
-    users: int,
-    spawn_rate: float,
-    duration: str,
-    mode: str,
-    report_dir: Path,
-    extra: list[str] | None = None,
-) -> subprocess.Popen:
+def start_locust(host: str, load: Load, report_dir: Path) -> subprocess.Popen:
     """Start a headless run in the background (the e2e test retrains while it runs)."""
     report_dir.mkdir(parents=True, exist_ok=True)
-    argv = locust_command(host, users, spawn_rate, duration, mode, report_dir, extra)
-    log = (report_dir / f"locust-{mode}.log").open("w")
+    prefix = report_dir / f"locust-{load.mode}"
+    argv = [
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
+        "-u", str(load.users), "-r", str(load.spawn_rate), "-t", load.duration, "-H", host,
+        "--csv", str(prefix), "--html", f"{prefix}.html", "--only-summary", "--loglevel", "WARNING",
+        "--mode", load.mode, *load.extra,
+    ]  # fmt: skip
+    log = prefix.with_suffix(".log").open("w")
     return subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
@@ -194,60 +163,22 @@ def client_view(report_dir: Path, mode: str) -> ClientView:
     )
 
 
-def finish(
-    proc: subprocess.Popen,
-    report_dir: Path,
-    mode: str,
-    before: Samples | None,
-    metrics_url: str | None,
-    timeout: float = 600,
-) -> LoadResult:
+def finish(proc: subprocess.Popen, host: str, load: Load, report_dir: Path, before: Samples,
+           timeout: float = 600) -> LoadResult:  # fmt: skip
+    """Wait for a run started by start_locust and read both views."""
     exit_code = proc.wait(timeout)
-    server = server_view(before, scrape(metrics_url)) if before is not None and metrics_url else None
-    return LoadResult(exit_code=exit_code, client=client_view(report_dir, mode), server=server)
+    return LoadResult(exit_code, client_view(report_dir, load.mode), server_view(before, scrape(host)))
 
 
-def run_load(
-    host: str,
-    *,
-    users: int,
-    spawn_rate: float,
-    duration: str,
-    mode: str,
-    report_dir: Path,
-    extra: list[str] | None = None,
-) -> LoadResult:
-    before = scrape(host)
-    proc = start_locust(
-        host,
-        users=users,
-        spawn_rate=spawn_rate,
-        duration=duration,
-        mode=mode,
-        report_dir=report_dir,
-        extra=extra,
-    )
-    return finish(proc, report_dir, mode, before, host)
+def run_load(targets: dict[str, str], load: Load, report_dir: Path) -> dict[str, LoadResult]:
+    """One locust per target, all at once (several replicas, as a Service would spread the load).
 
-
-def run_load_many(
-    targets: dict[str, str], *, users: int, spawn_rate: float, duration: str, mode: str, report_dir: Path
-) -> dict[str, LoadResult]:
-    """One locust per target, all at once (several replicas, as a Service would spread the load)."""
+    Reports go to report_dir/<target name>/.
+    """
     before = {name: scrape(url) for name, url in targets.items()}
-    procs = {
-        name: start_locust(
-            url,
-            users=users,
-            spawn_rate=spawn_rate,
-            duration=duration,
-            mode=mode,
-            report_dir=report_dir / name,
-        )
-        for name, url in targets.items()
-    }
+    procs = {name: start_locust(url, load, report_dir / name) for name, url in targets.items()}
     return {
-        name: finish(procs[name], report_dir / name, mode, before[name], url) for name, url in targets.items()
+        name: finish(procs[name], url, load, report_dir / name, before[name]) for name, url in targets.items()
     }
 
 
@@ -260,22 +191,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", default="normal", choices=("normal", "drift", "validation"))
     parser.add_argument("--report-dir", type=Path, default=Path(".state/load"))
     args, extra = parser.parse_known_args(argv)  # the rest goes to locust (e.g. --batch-size 100)
+    load = Load(args.users, args.spawn_rate, args.duration, args.mode, tuple(extra))
     try:
-        result = run_load(
-            args.host,
-            users=args.users,
-            spawn_rate=args.spawn_rate,
-            duration=args.duration,
-            mode=args.mode,
-            report_dir=args.report_dir,
-            extra=extra,
-        )
+        result = run_load({"predictor": args.host}, load, args.report_dir)["predictor"]
     except httpx.HTTPError as exc:
         print(f"load: predictor at {args.host} is unreachable ({exc})", file=sys.stderr)
         return 2
     print(f"load: {args.users} users, {args.duration}, {args.mode} traffic against {args.host}")
     print(result.summary())
-    print(f"reports: {args.report_dir}/locust-{args.mode}.html and _stats.csv")
+    print(f"reports: {args.report_dir}/predictor/locust-{args.mode}.html and _stats.csv")
     return 0 if result.ok else 1
 
 
