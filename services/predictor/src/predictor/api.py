@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from predictor.errors import ModelNotReady, Unauthorized
 from predictor.inference import InferenceService
@@ -19,6 +20,15 @@ from predictor.protocol import parse_predict_body
 from predictor.responses import ErrorResponse, ModelMetadata, PredictResponse, SamplesResponse, Status
 
 PREDICT_REQUEST_REF = "#/components/schemas/PredictRequest"  # filled in with the model's fields by openapi.py
+
+
+class ModelNameConvertor(StringConvertor):
+    """A path segment without `:`, so `GET /v1/models/x:predict` is not read as metadata of a model "x:predict"."""
+
+    regex = "[^/:]+"
+
+
+register_url_convertor("model_name", ModelNameConvertor())
 
 public = APIRouter()
 protected = APIRouter()
@@ -63,7 +73,10 @@ async def readyz(request: Request) -> Response:
 
 
 @public.get(
-    "/v1/models/{name}", response_model=ModelMetadata, responses=_errors(404, 503), tags=["kserve v1"]
+    "/v1/models/{name:model_name}",
+    response_model=ModelMetadata,
+    responses=_errors(404, 503),
+    tags=["kserve v1"],
 )
 async def model_metadata(name: str, request: Request) -> Response:
     """KServe V1 model readiness, with the served version's metadata (503 with `ready: false` until loaded)."""
@@ -77,7 +90,7 @@ async def model_metadata(name: str, request: Request) -> Response:
 
 
 @protected.post(
-    "/v1/models/{name}:predict",
+    "/v1/models/{name:model_name}:predict",
     response_model=PredictResponse,
     responses=_errors(401, 404, 413, 422, 503),
     openapi_extra={

@@ -47,7 +47,7 @@ class RequestContextMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
-            template = getattr(route, "path", UNMATCHED_ROUTE)
+            template = getattr(route, "path_format", UNMATCHED_ROUTE)  # `{name}`, without convertors
             method = scope["method"]
             metrics.HTTP_REQUESTS.labels(template, method, str(status)).inc()
             metrics.HTTP_DURATION.labels(template, method).observe(elapsed)

@@ -54,7 +54,12 @@ def _document(app: FastAPI, model_name: str, schema: InputSchema | None, max_row
 
 def _request_schemas(schema: InputSchema | None, max_rows: int) -> dict[str, Any]:
     if schema is None:
-        records = {"type": "array", "items": _ANY_RECORD, "minItems": 1, "maxItems": max_rows}
+        records = {
+            "type": "array",
+            "items": _ANY_RECORD,
+            "minItems": 1,
+            "description": f"at most {max_rows} rows",
+        }
         return {
             "PredictRequest": {
                 "anyOf": [

@@ -84,13 +84,18 @@ def _summary(detail: list[dict[str, Any]], shown: int = 10) -> str:
 def request_body_models(schema: InputSchema, *, max_rows: int) -> list[type[BaseModel]]:
     """The three accepted body shapes as Pydantic models, with the model's real record fields."""
     record = schema.record_model
-    rows = Field(..., min_length=1, max_length=max_rows)
+    # The row limit is a description, not `maxItems`: past it the answer is 413, not a validation error.
+    limit = f"one record per row, at most {max_rows} rows (PREDICTOR_MAX_BATCH_SIZE; more → 413)"
+    rows = Field(..., min_length=1, description=limit)
     forbid = ConfigDict(extra="forbid")
     split = create_model(
         "DataframeSplit",
         __config__=forbid,
         columns=(list[str], Field(..., description="column names, as in the signature")),
-        data=(list[list[Any]], Field(..., min_length=1, max_length=max_rows)),
+        data=(
+            list[list[Any]],
+            Field(..., min_length=1, description=f"rows of values in `columns` order; {limit}"),
+        ),
     )
     return [
         create_model("InstancesRequest", __config__=forbid, instances=(list[record], rows)),
