@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
 from drift_monitor.config import Settings
 from drift_monitor.monitor import run
 from tests.drift_monitor.conftest import RegisteredReference, contract_samples
@@ -20,7 +22,10 @@ from tests.drift_monitor.test_cli import run_monitor
 SAMPLES_PER_POD = 5000
 
 
-def test_run_time_per_10k_samples(registered_reference: RegisteredReference, fake_predictor) -> None:
+def test_run_time_per_10k_samples(
+    registered_reference: RegisteredReference, fake_predictor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # as the CLI sets it
     now = time.time()
     version = registered_reference.version
     pods = [

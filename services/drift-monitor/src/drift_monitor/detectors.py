@@ -61,7 +61,9 @@ def detect_data_drift(
     # the categories seen in `current`, so every column has a non-zero count on at least one side;
     # passing the full category list from the spec instead would leave all-zero columns for categories
     # seen in neither sample, and scipy's chi2_contingency rejects those.
-    categories_per_feature = {i: sorted(np.unique(reference[:, i]).tolist()) for i in categorical_columns}
+    categories_per_feature = {
+        i: [int(code) for code in np.unique(reference[:, i])] for i in categorical_columns
+    }
     detector = TabularDrift(
         reference,
         p_val=p_value,

@@ -37,7 +37,7 @@ def evaluate_version(
     labels = {"model_name": reference.model_name, "model_version": reference.model_version}
     if (~usable).any():
         log.warning(
-            "samples with a missing numeric feature left out",
+            "samples with a missing numeric feature or prediction left out",
             extra={**labels, "samples": int((~usable).sum())},
         )
 

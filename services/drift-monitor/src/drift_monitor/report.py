@@ -66,7 +66,7 @@ class RunReport:
     pod_errors: dict[str, str]
     versions: list[VersionReport]
     samples_skipped: int = 0
-    """Samples of other registered models, or without a usable number in a numeric feature."""
+    """Samples of other registered models than DRIFT_MONITOR_MODEL_NAME."""
 
     @property
     def duration_seconds(self) -> float:
