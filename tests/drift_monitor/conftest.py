@@ -86,6 +86,8 @@ class RegisteredReference:
     """A version whose run holds reference/reference.parquet and reference/feature_spec.json."""
     version_without_reference: str
     """A version whose run holds no reference artifacts (an older trainer's)."""
+    next_version: str
+    """Another version of the run with the reference, as during a rollout to a retrained model."""
 
 
 @pytest.fixture(scope="session")
@@ -121,9 +123,9 @@ def registered_reference(
         client.create_model_version(
             MODEL_NAME, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id
         ).version
-        for run in (with_reference, without_reference)
+        for run in (with_reference, without_reference, with_reference)
     ]
-    return RegisteredReference(mlflow_server.url, MODEL_NAME, versions[0], versions[1])
+    return RegisteredReference(mlflow_server.url, MODEL_NAME, *versions)
 
 
 @dataclass
