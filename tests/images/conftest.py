@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,18 +78,25 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, BuiltImage]:
     base_size = pm.image_size(pm.BASE_IMAGE) if _exists(pm.BASE_IMAGE) else 0
     assert base_size, f"{pm.BASE_IMAGE} is not available: {pm.ENGINE_SETUP_HINT}"
     revision = git_revision()
-    built: dict[str, BuiltImage] = {}
-    for name, source in CONTEXTS.items():
-        context = clean_context(source, tmp_path_factory.mktemp(name))
+
+    contexts = {name: clean_context(src, tmp_path_factory.mktemp(name)) for name, src in CONTEXTS.items()}
+
+    def build(name: str) -> BuiltImage:
         tag = f"{name}:{VERSION}"
         started = time.monotonic()
         pm.podman(
             "build", "--quiet", f"--tag={tag}",
             f"--build-arg=VERSION={VERSION}", f"--build-arg=REVISION={revision}",
-            str(context), timeout=1200,
+            str(contexts[name]), timeout=1500,
         )  # fmt: skip
-        built[name] = BuiltImage(name, tag, time.monotonic() - started, pm.image_size(tag), base_size)
-    print(f"\nbase {pm.BASE_IMAGE}: {base_size / 1e6:.0f} MB")
+        return BuiltImage(name, tag, time.monotonic() - started, pm.image_size(tag), base_size)
+
+    # In parallel: the builds mostly wait for the package index; layers are shared through the cache.
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=len(CONTEXTS)) as pool:
+        built = dict(zip(CONTEXTS, pool.map(build, CONTEXTS), strict=True))
+    print(f"\nbuilt {len(built)} images in {time.monotonic() - started:.0f}s (in parallel)")
+    print(f"base {pm.BASE_IMAGE}: {base_size / 1e6:.0f} MB")
     for image in built.values():
         print(
             f"{image.tag}: built in {image.seconds:.0f}s, {image.size / 1e6:.0f} MB "
