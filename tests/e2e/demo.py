@@ -98,7 +98,7 @@ def traffic_and_check(loop: stack.Loop, mode: str) -> dict:
             if not result.ok:
                 raise SystemExit(f"demo: load run against {name} had failures")
     with stage(f"drift monitor on the {mode} window"):
-        code, report, log = stack.run_drift_monitor(loop, window_seconds=time.time() - started + 1)
+        code, report, log = stack.run_drift_monitor(loop, window_seconds=time.time() - started + 2)
         if code != 0 or report is None:
             raise SystemExit(f"demo: drift-monitor failed (exit {code}):\n{log[-3000:]}")
         print(drift_table(report), flush=True)

@@ -51,7 +51,7 @@ def send_traffic(loop: stack.Loop, mode: str, report_dir: Path, seconds: int = 6
 
 def test_normal_traffic_raises_no_drift_alert(loop: stack.Loop, tmp_path: Path) -> None:
     started = send_traffic(loop, "normal", tmp_path)
-    code, report, log = stack.run_drift_monitor(loop, window_seconds=time.time() - started + 1)
+    code, report, log = stack.run_drift_monitor(loop, window_seconds=time.time() - started + 2)
     assert code == 0, log[-3000:]
     assert report["pods_scraped"] == 2 and report["pods_failed"] == 0
     (version,) = report["versions"]
@@ -71,7 +71,7 @@ def test_normal_traffic_raises_no_drift_alert(loop: stack.Loop, tmp_path: Path) 
 
 def test_summer_traffic_fires_data_drift_alert(loop: stack.Loop, tmp_path: Path) -> None:
     started = send_traffic(loop, "drift", tmp_path)
-    code, report, log = stack.run_drift_monitor(loop, window_seconds=time.time() - started + 1)
+    code, report, log = stack.run_drift_monitor(loop, window_seconds=time.time() - started + 2)
     assert code == 0, log[-3000:]
     (version,) = report["versions"]
     assert version["drift_detected"] is True
