@@ -67,6 +67,7 @@ def test_image_metadata(images: dict[str, BuiltImage], name: str) -> None:
     assert env["HOME"] == "/tmp"
     # exec form: the console script (under dumb-init for our services) receives the signals
     assert isinstance(config["Entrypoint"], list)
+    assert config["Entrypoint"][:2] == ["dumb-init", "--"]
     assert config["Entrypoint"][-1] == {"mlops-mlflow": "mlflow"}.get(name, name.removeprefix("mlops-"))
 
 
@@ -146,11 +147,9 @@ def test_predictor_image_predicts_like_the_in_process_model(
 ) -> None:
     import mlflow
 
-    rows = reference_rows.head(25)
+    records = _records(reference_rows.head(25))
     r = httpx.post(
-        f"{predictor_container.url}/v1/models/{MODEL_NAME}:predict",
-        json={"instances": _records(rows)},
-        timeout=30,
+        f"{predictor_container.url}/v1/models/{MODEL_NAME}:predict", json={"instances": records}, timeout=30
     )
     assert r.status_code == 200, r.text
     served = np.asarray(r.json()["predictions"], dtype=float)
@@ -161,7 +160,9 @@ def test_predictor_image_predicts_like_the_in_process_model(
         model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion")
     finally:
         mlflow.set_tracking_uri(previous)
-    expected = np.asarray(model.predict(rows), dtype=float).ravel()
+    # exactly the rows that were sent (JSON), with the reference's column types
+    sent = pd.DataFrame.from_records(records, columns=reference_rows.columns).astype(reference_rows.dtypes)
+    expected = np.asarray(model.predict(sent), dtype=float).ravel()
     np.testing.assert_allclose(served, expected, rtol=1e-9, atol=1e-9)
 
 
@@ -276,7 +277,7 @@ def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[stack.Proc
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:
-    return json.loads(frame.to_json(orient="records", date_format="iso"))
+    return json.loads(frame.to_json(orient="records", date_format="iso", double_precision=15))
 
 
 def _uids(server: pm.Server) -> set[str]:
