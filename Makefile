@@ -92,7 +92,7 @@ system-deps:  ## Debian packages the tests run for real: Prometheus, Alertmanage
 lint: setup  ## ruff, Dockerfile lint, workflow schema, promtool check rules
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/hadolint services/*/Dockerfile
+	$(BIN)/hadolint services/*/Dockerfile k8s/mlflow/Dockerfile
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	promtool check rules $(CHART)/rules/*.yaml
 
@@ -133,13 +133,14 @@ load: setup  ## locust, headless, against HOST (make load HOST=http://127.0.0.1:
 	  --duration $(DURATION) --mode $(MODE) --report-dir $(STATE)/load
 
 # ---------------------------------------------------------------- containers and cluster
-images:  ## build the three images, tagged as the chart's defaults
+images:  ## build the three service images and the MLflow server image, tagged as the chart's defaults
 	@test -n "$(CONTAINER_ENGINE)" || { echo "no container engine: install podman or docker, or set CONTAINER_ENGINE" >&2; exit 1; }
-	@for s in $(SERVICES); do \
-	  echo "building $(IMAGE_PREFIX)$$s:$(IMAGE_TAG)"; \
+	@for s in $(SERVICES) mlflow; do \
+	  context=services/$$s; [ $$s = mlflow ] && context=k8s/mlflow; \
+	  echo "building $(IMAGE_PREFIX)$$s:$(IMAGE_TAG) from $$context"; \
 	  $(CONTAINER_ENGINE) build -q -t $(IMAGE_PREFIX)$$s:$(IMAGE_TAG) \
 	    --build-arg VERSION=$(IMAGE_TAG) --build-arg REVISION=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown) \
-	    services/$$s || exit 1; \
+	    $$context || exit 1; \
 	done
 
 minikube-up:  ## start Minikube (4 CPUs, 8 GiB), enable metrics-server, build the images into it

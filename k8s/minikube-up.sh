@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start (or reuse) a Minikube cluster that fits the mlops chart, enable metrics-server for the
-# predictor's HorizontalPodAutoscaler, and build the three service images straight into
+# predictor's HorizontalPodAutoscaler, and build the three service images and the MLflow server image straight into
 # Minikube's container runtime, so the chart's defaults (mlops-<svc>:0.1.0, IfNotPresent) need
 # no registry.
 #
@@ -40,14 +40,15 @@ minikube -p "$PROFILE" addons enable metrics-server
 # `minikube image build` builds inside the node (any driver, no local Docker daemon needed);
 # the images land where the kubelet looks, tagged as the chart's defaults.
 revision="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-for svc in "${SERVICES[@]}"; do
-  echo "+ building mlops-$svc:$IMAGE_TAG from services/$svc"
-  minikube -p "$PROFILE" image build -t "mlops-$svc:$IMAGE_TAG" \
-    --build-opt="build-arg=VERSION=$IMAGE_TAG" --build-opt="build-arg=REVISION=$revision" \
-    "services/$svc"
-done
+build() {  # image name, context
+  echo "+ building $1:$IMAGE_TAG from $2"
+  minikube -p "$PROFILE" image build -t "$1:$IMAGE_TAG" \
+    --build-opt="build-arg=VERSION=$IMAGE_TAG" --build-opt="build-arg=REVISION=$revision" "$2"
+}
+for svc in "${SERVICES[@]}"; do build "mlops-$svc" "services/$svc"; done
+build mlops-mlflow k8s/mlflow  # the MLflow server the chart runs by default
 
-minikube -p "$PROFILE" image ls | grep -E "mlops-(trainer|predictor|drift-monitor):$IMAGE_TAG" || {
+minikube -p "$PROFILE" image ls | grep -cE "mlops-(trainer|predictor|drift-monitor|mlflow):$IMAGE_TAG" | grep -qx 4 || {
   echo "error: the images are not in Minikube" >&2; exit 1; }
 
 cat <<NEXT
