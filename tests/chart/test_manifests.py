@@ -441,7 +441,8 @@ def test_grafana_dashboard_configmap(default: Rendered) -> None:
 def test_mlflow_serves_artifacts_from_the_pvc(default: Rendered) -> None:
     deployment = _the(default, "Deployment", "mlflow")
     container = _container(deployment, "mlflow")
-    assert container["command"] == ["mlflow", "server"]
+    assert "command" not in container  # the image entrypoint (dumb-init -- mlflow) stays PID 1
+    assert container["args"][0] == "server"
     assert "--serve-artifacts" in container["args"]
     assert "--artifacts-destination=/mlflow/artifacts" in container["args"]
     assert env_value(container, "MLFLOW_BACKEND_STORE_URI")["value"] == "sqlite:////mlflow/mlflow.db"
