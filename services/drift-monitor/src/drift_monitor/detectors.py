@@ -12,7 +12,10 @@ Bonferroni / Benjamini-Hochberg step) or another library means rewriting this fi
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
+import types
 from dataclasses import dataclass
 from typing import Literal
 
@@ -56,7 +59,7 @@ def detect_data_drift(
     correction: Correction,
 ) -> DataDrift:
     """Test every column of `current` against the same column of `reference` (both numeric-encoded)."""
-    TabularDrift = _alibi().TabularDrift
+    TabularDrift, _ = _alibi()
     # Tell alibi the categories the *reference* holds. Its chi-squared table is the union of these and
     # the categories seen in `current`, so every column has a non-zero count on at least one side;
     # passing the full category list from the spec instead would leave all-zero columns for categories
@@ -94,7 +97,8 @@ def detect_data_drift(
 
 def detect_prediction_drift(reference: np.ndarray, current: np.ndarray, *, p_value: float) -> KsTest:
     """Two-sample KS test on one-dimensional model outputs."""
-    detector = _alibi().KSDrift(reference.reshape(-1, 1), p_val=p_value)
+    _, KSDrift = _alibi()
+    detector = KSDrift(reference.reshape(-1, 1), p_val=p_value)
     result = detector.predict(current.reshape(-1, 1), return_p_val=True, return_distance=True)["data"]
     return KsTest(
         statistic=float(np.asarray(result["distance"])[0]),
@@ -103,11 +107,22 @@ def detect_prediction_drift(reference: np.ndarray, current: np.ndarray, *, p_val
     )
 
 
-def _alibi():
-    """Import alibi-detect on first use: it takes seconds, which a run that fails early should not pay."""
-    # alibi_detect imports transformers, which warns on import that no deep-learning framework is
-    # installed; tabular detectors need none.
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    import alibi_detect.cd
+def _alibi() -> tuple[type, type]:
+    """(TabularDrift, KSDrift), imported on first use: a run that fails early should not pay for it."""
+    spec = None if "alibi_detect" in sys.modules else importlib.util.find_spec("alibi_detect")
+    if spec is not None:
+        # alibi_detect/__init__.py and alibi_detect/cd/__init__.py import every detector: numba via
+        # cd.cvm_online, transformers via saving; ~220 MB the image leaves out. Stand in for those two
+        # packages with empty modules over their installed directories, so only tabular.py, ks.py and
+        # what they import run. (find_spec locates a top-level package without executing it.)
+        root = spec.submodule_search_locations[0]
+        cd = types.ModuleType("alibi_detect.cd")
+        cd.__path__ = [os.path.join(root, "cd")]
+        package = types.ModuleType("alibi_detect")
+        package.__path__ = [root]
+        package.cd = cd
+        sys.modules.update({"alibi_detect": package, "alibi_detect.cd": cd})
+    from alibi_detect.cd.ks import KSDrift
+    from alibi_detect.cd.tabular import TabularDrift
 
-    return alibi_detect.cd
+    return TabularDrift, KSDrift

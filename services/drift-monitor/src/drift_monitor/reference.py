@@ -70,7 +70,7 @@ def load_reference(client: MlflowClient, model_name: str, model_version: str) ->
     with tempfile.TemporaryDirectory(prefix="drift-reference-") as tmp:
         try:
             local = Path(client.download_artifacts(run_id, REFERENCE_DIR, dst_path=tmp))
-            frame = pd.read_parquet(local / REFERENCE_FILE)
+            frame = pd.read_parquet(local / REFERENCE_FILE, engine="fastparquet")
             spec = FeatureSpec.from_json(json.loads((local / FEATURE_SPEC_FILE).read_text()))
         except (MlflowException, OSError) as exc:
             raise ReferenceNotFound(

@@ -50,7 +50,7 @@ def load_dataset(source: str) -> pd.DataFrame:
         if path.suffix.lower() == ".csv":
             return pd.read_csv(path)
         if path.suffix.lower() in (".parquet", ".pq"):
-            return pd.read_parquet(path)
+            return pd.read_parquet(path, engine="fastparquet")
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"dataset file {source!r} is empty") from exc
     except Exception as exc:

@@ -199,7 +199,7 @@ def train(settings: Settings) -> TrainResult:
                 ref_dir = Path(tmp) / "reference"
                 ref_dir.mkdir()
                 reference_sample(model, X_fit, settings.reference_rows, settings.seed).to_parquet(
-                    ref_dir / REFERENCE_FILE
+                    ref_dir / REFERENCE_FILE, engine="fastparquet"
                 )
                 spec = feature_spec(features, X_fit, settings.target, split.boundaries)
                 (ref_dir / FEATURE_SPEC_FILE).write_text(json.dumps(spec, indent=2))
