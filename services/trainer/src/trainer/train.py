@@ -15,20 +15,21 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 from mlflow import MlflowClient
 from mlflow.data.code_dataset_source import CodeDatasetSource
 from mlflow.data.dataset_source import DatasetSource
 from mlflow.models import infer_signature
-from sklearn.base import clone
 from sklearn.dummy import DummyRegressor
+from sklearn.pipeline import Pipeline
 
 from trainer import model_card
 from trainer.candidates import CANDIDATES
 from trainer.config import Settings
-from trainer.data import RDATASETS_PREFIX, load_dataset, prepare, schema_summary, time_split
+from trainer.data import RDATASETS_PREFIX, Features, Split, load_dataset, prepare, schema_summary, time_split
 from trainer.evaluation import regression_metrics
 from trainer.reference import FEATURE_SPEC_FILE, REFERENCE_FILE, feature_spec, reference_sample
-from trainer.tracking import decide, promote, wait_for_mlflow
+from trainer.tracking import GateDecision, decide, promote, wait_for_mlflow
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,110 @@ def dataset_name(dataset: str) -> str:
     return dataset.rsplit("/", 1)[-1] if dataset.startswith(RDATASETS_PREFIX) else Path(dataset).stem
 
 
+@dataclass(frozen=True)
+class Windows:
+    """The three time windows as frames, plus train + validation: the rows the final model is fitted on."""
+
+    X_train: pd.DataFrame
+    y_train: np.ndarray
+    X_val: pd.DataFrame
+    y_val: np.ndarray
+    X_test: pd.DataFrame
+    y_test: np.ndarray
+    X_fit: pd.DataFrame
+    y_fit: np.ndarray
+
+    @classmethod
+    def of(cls, features: Features, split: Split) -> Windows:
+        X, y = features.X, features.y.to_numpy()
+        fit = np.concatenate([split.train, split.validation])
+        return cls(
+            X.iloc[split.train],
+            y[split.train],
+            X.iloc[split.validation],
+            y[split.validation],
+            X.iloc[split.test],
+            y[split.test],
+            X.iloc[fit],
+            y[fit],
+        )
+
+
+def fit_candidates(settings: Settings, features: Features, w: Windows) -> dict[str, dict[str, float]]:
+    """Each candidate fitted on the training window and scored on validation, one nested run each."""
+    validation: dict[str, dict[str, float]] = {}
+    for name in settings.candidates:
+        with stage(f"fit candidate {name}"), mlflow.start_run(run_name=name, nested=True):
+            pipeline = CANDIDATES[name](features.numeric, features.categorical, settings.seed)
+            started = time.perf_counter()
+            pipeline.fit(w.X_train, w.y_train)
+            metrics = regression_metrics(w.y_val, pipeline.predict(w.X_val))
+            estimator_params = pipeline.named_steps["model"].get_params().items()
+            mlflow.log_params(
+                {"candidate": name}
+                | {k: v for k, v in estimator_params if isinstance(v, int | float | str | bool | None)}
+            )
+            mlflow.log_metrics(
+                {f"val_{k}": v for k, v in metrics.items()} | {"fit_seconds": time.perf_counter() - started}
+            )
+            validation[name] = metrics
+            log.info(
+                "candidate scored",
+                extra={"candidate": name} | {f"val_{k}": round(v, 3) for k, v in metrics.items()},
+            )
+    return validation
+
+
+def log_model_and_reference(
+    settings: Settings, model: Pipeline, features: Features, w: Windows, split: Split
+) -> str:
+    """The pipeline (with signature and input example) and the drift monitor's reference; returns the model URI."""
+    example = w.X_fit.head(5)
+    # cloudpickle, not MLflow 3's default skops: skops refuses to load types it was not told to
+    # trust (every estimator and encoder here), and the registry is our own trusted store.
+    info = mlflow.sklearn.log_model(
+        model,
+        name="model",
+        signature=infer_signature(w.X_fit, model.predict(example)),
+        input_example=example,
+        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        ref_dir = Path(tmp) / "reference"
+        ref_dir.mkdir()
+        reference = reference_sample(model, w.X_fit, settings.reference_rows, settings.seed)
+        reference.to_parquet(ref_dir / REFERENCE_FILE, engine="fastparquet")
+        spec = feature_spec(features, w.X_fit, settings.target, split.boundaries)
+        (ref_dir / FEATURE_SPEC_FILE).write_text(json.dumps(spec, indent=2))
+        mlflow.log_artifacts(str(ref_dir), "reference")
+    return info.model_uri
+
+
+def register_and_gate(
+    settings: Settings,
+    client: MlflowClient,
+    model_uri: str,
+    run_id: str,
+    winner: str,
+    test_metrics: dict[str, float],
+    w: Windows,
+) -> tuple[str, GateDecision]:
+    """A new registered version; the alias moves to it only if it beats the champion on the same test rows."""
+    version = mlflow.register_model(model_uri, settings.model_name).version
+    decision = decide(
+        client, settings.model_name, settings.champion_alias, test_metrics["rmse"], w.X_test, w.y_test
+    )
+    tags = {f"test_{k}": f"{v:.4f}" for k, v in test_metrics.items()}
+    tags |= {"candidate": winner, "run_id": run_id, "promoted": str(decision.promoted).lower()}
+    if not decision.promoted:
+        tags["rejected_reason"] = decision.reason
+    for key, value in tags.items():
+        client.set_model_version_tag(settings.model_name, version, key, value)
+    if decision.promoted:
+        promote(client, settings.model_name, settings.champion_alias, version)
+    return version, decision
+
+
 def train(settings: Settings) -> TrainResult:
     with stage("connect to MLflow"):
         wait_for_mlflow(settings.mlflow_tracking_uri, settings.mlflow_wait_seconds)
@@ -112,12 +217,7 @@ def train(settings: Settings) -> TrainResult:
             test_fraction=settings.test_fraction,
         )
         log.info("data", extra={"summary": summary, "split": split.boundaries})
-    X, y = features.X, features.y.to_numpy()
-    X_train, y_train = X.iloc[split.train], y[split.train]
-    X_val, y_val = X.iloc[split.validation], y[split.validation]
-    X_test, y_test = X.iloc[split.test], y[split.test]
-    fit_idx = np.concatenate([split.train, split.validation])
-    X_fit, y_fit = X.iloc[fit_idx], y[fit_idx]
+    w = Windows.of(features, split)
     counts = {"train": len(split.train), "validation": len(split.validation), "test": len(split.test)}
 
     with mlflow.start_run(run_name="train") as parent:
@@ -128,9 +228,9 @@ def train(settings: Settings) -> TrainResult:
                 "target": settings.target,
                 "seed": settings.seed,
                 "candidates": ",".join(settings.candidates),
-                **{f"split_{k}": v for k, v in split.boundaries.items()},
-                **{f"rows_{k}": v for k, v in counts.items()},
             }
+            | {f"split_{k}": v for k, v in split.boundaries.items()}
+            | {f"rows_{k}": v for k, v in counts.items()}
         )
         dataset = mlflow.data.from_pandas(
             raw,
@@ -141,41 +241,15 @@ def train(settings: Settings) -> TrainResult:
         mlflow.log_input(dataset, context="training")
         mlflow.log_dict(summary, "data/schema_summary.json")
 
-        validation: dict[str, dict[str, float]] = {}
-        for name in settings.candidates:
-            with stage(f"fit candidate {name}"), mlflow.start_run(run_name=name, nested=True):
-                pipeline = CANDIDATES[name](features.numeric, features.categorical, settings.seed)
-                started = time.perf_counter()
-                pipeline.fit(X_train, y_train)
-                metrics = regression_metrics(y_val, pipeline.predict(X_val))
-                mlflow.log_params(
-                    {
-                        "candidate": name,
-                        **{
-                            k: v
-                            for k, v in pipeline.named_steps["model"].get_params().items()
-                            if isinstance(v, int | float | str | bool | None)
-                        },
-                    }
-                )
-                mlflow.log_metrics(
-                    {f"val_{k}": v for k, v in metrics.items()}
-                    | {"fit_seconds": time.perf_counter() - started}
-                )
-                validation[name] = metrics
-                log.info(
-                    "candidate scored",
-                    extra={"candidate": name, **{f"val_{k}": round(v, 3) for k, v in metrics.items()}},
-                )
-
+        validation = fit_candidates(settings, features, w)
         winner = min(validation, key=lambda n: validation[n]["rmse"])
         with stage(f"refit {winner} on train + validation"):
-            model = clone(CANDIDATES[winner](features.numeric, features.categorical, settings.seed)).fit(
-                X_fit, y_fit
+            model = CANDIDATES[winner](features.numeric, features.categorical, settings.seed).fit(
+                w.X_fit, w.y_fit
             )
-            test_metrics = regression_metrics(y_test, model.predict(X_test))
-            baseline = DummyRegressor(strategy="mean").fit(X_fit, y_fit)
-            baseline_metrics = regression_metrics(y_test, baseline.predict(X_test))
+            test_metrics = regression_metrics(w.y_test, model.predict(w.X_test))
+            baseline = DummyRegressor(strategy="mean").fit(w.X_fit, w.y_fit)
+            baseline_metrics = regression_metrics(w.y_test, baseline.predict(w.X_test))
         mlflow.log_metrics(
             {f"test_{k}": v for k, v in test_metrics.items()}
             | {f"baseline_test_{k}": v for k, v in baseline_metrics.items()}
@@ -184,45 +258,14 @@ def train(settings: Settings) -> TrainResult:
         mlflow.set_tag("winner", winner)
 
         with stage("log model and reference"):
-            example = X_fit.head(5)
-            signature = infer_signature(X_fit, model.predict(example))
-            # cloudpickle, not MLflow 3's default skops: skops refuses to load types it was not told to
-            # trust (every estimator and encoder here), and the registry is our own trusted store.
-            info = mlflow.sklearn.log_model(
-                model,
-                name="model",
-                signature=signature,
-                input_example=example,
-                serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
-            )
-            with tempfile.TemporaryDirectory() as tmp:
-                ref_dir = Path(tmp) / "reference"
-                ref_dir.mkdir()
-                reference_sample(model, X_fit, settings.reference_rows, settings.seed).to_parquet(
-                    ref_dir / REFERENCE_FILE, engine="fastparquet"
-                )
-                spec = feature_spec(features, X_fit, settings.target, split.boundaries)
-                (ref_dir / FEATURE_SPEC_FILE).write_text(json.dumps(spec, indent=2))
-                mlflow.log_artifacts(str(ref_dir), "reference")
-
+            model_uri = log_model_and_reference(settings, model, features, w, split)
         with stage("register and gate"):
-            version = mlflow.register_model(info.model_uri, settings.model_name).version
-            decision = decide(
-                client, settings.model_name, settings.champion_alias, test_metrics["rmse"], X_test, y_test
+            version, decision = register_and_gate(
+                settings, client, model_uri, parent.info.run_id, winner, test_metrics, w
             )
-            tags = {f"test_{k}": f"{v:.4f}" for k, v in test_metrics.items()} | {
-                "candidate": winner,
-                "run_id": parent.info.run_id,
-                "promoted": str(decision.promoted).lower(),
-            }
-            if not decision.promoted:
-                tags["rejected_reason"] = decision.reason
-            for key, value in tags.items():
-                client.set_model_version_tag(settings.model_name, version, key, value)
-            if decision.promoted:
-                promote(client, settings.model_name, settings.champion_alias, version)
             mlflow.set_tags({"registered_version": version, "promoted": str(decision.promoted).lower()})
 
+        verdict = f"promoted to @{settings.champion_alias}" if decision.promoted else "not promoted"
         card = model_card.render(
             model_name=f"{settings.model_name} v{version}",
             dataset=settings.dataset,
@@ -233,8 +276,7 @@ def train(settings: Settings) -> TrainResult:
             winner=winner,
             validation=validation,
             test={winner: test_metrics, "baseline (mean)": baseline_metrics},
-            decision=("promoted to @" + settings.champion_alias if decision.promoted else "not promoted")
-            + f" — {decision.reason}",
+            decision=f"{verdict} — {decision.reason}",
         )
         mlflow.log_text(card, "model_card.md")
         client.update_model_version(settings.model_name, version, description=card)
