@@ -89,7 +89,7 @@ system-deps:  ## Debian packages the tests run for real: Prometheus, Alertmanage
 	fi
 
 # ---------------------------------------------------------------- checks
-lint: setup  ## ruff, Dockerfile lint, workflow schema, promtool check rules
+lint: setup system-deps  ## ruff, Dockerfile lint, workflow schema, promtool check rules
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/hadolint services/*/Dockerfile k8s/mlflow/Dockerfile
@@ -100,7 +100,7 @@ fmt: setup  ## format and autofix
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint tools  ## everything but the container images: unit, integration, chart, alert rules, e2e
+test: system-deps lint tools  ## everything but the container images: unit, integration, chart, alert rules, e2e
 	promtool test rules tests/alerts/*_test.yaml
 	$(BIN)/pytest tests --ignore=tests/images -m "not images"
 

@@ -66,6 +66,23 @@ def test_worse_model_leaves_the_alias_and_is_tagged(champion: TrainedModel) -> N
     assert "does not beat champion v1" in rejected.tags["rejected_reason"]
 
 
+def test_unloadable_champion_fails_the_run_instead_of_skipping_the_gate(champion: TrainedModel) -> None:
+    """An MLflow or artifact problem must not promote an unchecked model."""
+    client = MlflowClient(champion.tracking_uri)
+    client.create_registered_model("gate-unloadable")
+    empty_run = client.create_run(experiment_id="0")  # a run with no model in it
+    client.create_model_version(
+        "gate-unloadable", source=f"{empty_run.info.artifact_uri}/model", run_id=empty_run.info.run_id
+    )
+    client.set_registered_model_alias("gate-unloadable", "champion", "1")
+    result = train_cli(champion.tracking_uri, "--candidates", "ridge", "--model-name", "gate-unloadable")
+    assert result.returncode == 1
+    assert "cannot load champion v1" in result.stderr and "Traceback" not in result.stderr
+    assert client.get_model_version_by_alias("gate-unloadable", "champion").version == "1"
+    new = client.get_model_version("gate-unloadable", "2")
+    assert new.tags["promoted"] == "false" and new.tags["rejected_reason"].startswith("gate failed")
+
+
 def test_promote_rolls_back_by_alias(champion: TrainedModel) -> None:
     client = MlflowClient(champion.tracking_uri)
     client.copy_model_version(f"models:/hotel-adr/{champion.version}", "gate-rollback")

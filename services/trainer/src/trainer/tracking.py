@@ -67,17 +67,16 @@ def decide(
         return GateDecision(True, f"no model holds alias {alias!r} yet", None, None)
     try:
         champion = mlflow.pyfunc.load_model(f"models:/{model_name}@{alias}")
+    except Exception as exc:  # MLflow down, artifact missing: no comparison, so no promotion either
+        raise TrainerError(
+            f"cannot load champion v{current.version} to compare with the new model: {exc}"
+        ) from exc
+    try:
         champion_rmse = regression_metrics(y_test, np.asarray(champion.predict(X_test), dtype=float))["rmse"]
-    except (
-        Exception
-    ) as exc:  # an incompatible old champion (other features, broken artifact) cannot defend its title
+    except Exception as exc:  # other features or types: an incompatible champion cannot defend its title
         log.warning("current champion cannot score the test data", exc_info=True)
-        return GateDecision(
-            True,
-            f"champion v{current.version} cannot score this test data ({type(exc).__name__})",
-            current.version,
-            None,
-        )
+        reason = f"champion v{current.version} cannot score this test data ({type(exc).__name__})"
+        return GateDecision(True, reason, current.version, None)
     if new_rmse < champion_rmse:
         reason = f"test RMSE {new_rmse:.3f} beats champion v{current.version} ({champion_rmse:.3f})"
         return GateDecision(True, reason, current.version, champion_rmse)

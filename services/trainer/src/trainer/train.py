@@ -27,6 +27,7 @@ from trainer import model_card
 from trainer.candidates import CANDIDATES
 from trainer.config import Settings
 from trainer.data import RDATASETS_PREFIX, Features, Split, load_dataset, prepare, schema_summary, time_split
+from trainer.errors import TrainerError
 from trainer.evaluation import regression_metrics
 from trainer.reference import FEATURE_SPEC_FILE, REFERENCE_FILE, feature_spec, reference_sample
 from trainer.tracking import GateDecision, decide, promote, wait_for_mlflow
@@ -180,9 +181,14 @@ def register_and_gate(
 ) -> tuple[str, GateDecision]:
     """A new registered version; the alias moves to it only if it beats the champion on the same test rows."""
     version = mlflow.register_model(model_uri, settings.model_name).version
-    decision = decide(
-        client, settings.model_name, settings.champion_alias, test_metrics["rmse"], w.X_test, w.y_test
-    )
+    try:
+        decision = decide(
+            client, settings.model_name, settings.champion_alias, test_metrics["rmse"], w.X_test, w.y_test
+        )
+    except TrainerError as exc:  # the version stays registered, visibly not promoted
+        client.set_model_version_tag(settings.model_name, version, "promoted", "false")
+        client.set_model_version_tag(settings.model_name, version, "rejected_reason", f"gate failed: {exc}")
+        raise
     tags = {f"test_{k}": f"{v:.4f}" for k, v in test_metrics.items()}
     tags |= {"candidate": winner, "run_id": run_id, "promoted": str(decision.promoted).lower()}
     if not decision.promoted:
