@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from prometheus_client import REGISTRY
 
+from predictor import follower as follower_module
+from predictor.errors import ModelLoadError
+from predictor.follower import ModelFollower
+from predictor.model import VersionRef
 from tests.predictor.conftest import (
     BrokenOnLoad,
     TinyRegistry,
@@ -65,3 +71,37 @@ def test_version_with_other_inputs_is_not_swapped_in(make_client, registry) -> N
     registry.log_version(pipeline, X, alias="champion")
     wait_for(lambda: reloads(registry, "failure") > failures, timeout=15)
     assert served_version(client, registry) == "1"
+
+
+class FlakyRegistry:
+    """Registry stand-in (the real one is exercised above): the alias points at v2, which never loads."""
+
+    def __init__(self) -> None:
+        self.loads = 0
+
+    def resolve(self, name: str, alias: str) -> VersionRef:
+        return VersionRef(name, alias, "2", None)
+
+    def load(self, ref: VersionRef):
+        self.loads += 1
+        raise ModelLoadError("v2 is broken")
+
+    def discard(self, model) -> None:
+        pass
+
+
+def test_broken_version_is_retried_with_backoff_not_every_poll(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(follower_module.time, "monotonic", lambda: clock[0])
+    registry = FlakyRegistry()
+    follower = ModelFollower(registry, name="flaky", alias="champion", poll_interval=10)
+    follower.current = type("Served", (), {"version": "1"})()  # serving v1 (only .version is read)
+
+    async def poll_every_10s_for(seconds: int) -> None:
+        for _ in range(seconds // 10):
+            await follower.check()
+            clock[0] += 10
+
+    asyncio.run(poll_every_10s_for(600))
+    # 60 polls, but downloads only at 0, 10, 30, 70, 150, 310 and 550 s (gaps double, capped at 240 s).
+    assert registry.loads == 7

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from tenacity import AsyncRetrying, wait_exponential
 
@@ -19,6 +20,11 @@ from predictor.logging import set_served_model
 from predictor.model import LoadedModel, ModelRegistry, VersionRef
 
 log = logging.getLogger(__name__)
+
+# A version that failed to load is retried after poll × 2^failures, at most this often apart: less load
+# on MLflow than a download every poll, and still ≥ 3 failures in 15 minutes, so ModelReloadFailing
+# keeps firing for as long as the alias points at a broken version.
+MAX_RETRY_SECONDS = 240
 
 
 class ModelFollower:
@@ -37,6 +43,7 @@ class ModelFollower:
         self.poll_interval = poll_interval
         self.retry_max_seconds = retry_max_seconds
         self.current: LoadedModel | None = None
+        self._failed: dict[str, tuple[int, float]] = {}  # version -> (failures, monotonic time of next try)
         metrics.MODEL_LOADED.labels(name).set(0)
 
     async def run(self) -> None:
@@ -67,9 +74,16 @@ class ModelFollower:
         ref = await asyncio.to_thread(self.registry.resolve, self.name, self.alias)
         if self.current is not None and ref.version == self.current.version:
             return
+        failures, next_try = self._failed.get(ref.version, (0, 0.0))
+        if self.current is not None and time.monotonic() < next_try:
+            return  # a version that failed recently: wait out its backoff
         model = await self._load(ref)
-        if model is not None:
-            self._swap(model)
+        if model is None:
+            delay = min(self.poll_interval * 2**failures, max(MAX_RETRY_SECONDS, self.poll_interval))
+            self._failed[ref.version] = (failures + 1, time.monotonic() + delay)
+            return
+        self._failed.pop(ref.version, None)
+        self._swap(model)
 
     async def _load(self, ref: VersionRef) -> LoadedModel | None:
         try:
