@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import mlflow
 import numpy as np
 from prometheus_client import REGISTRY
@@ -64,6 +66,22 @@ def test_too_many_rows_is_413(make_client) -> None:
     response = client.post(PREDICT, json={"instances": records(tiny_frame(4))})
     assert response.status_code == 413
     assert "maximum is 3" in response.json()["error"]
+
+
+def test_oversized_body_is_413_before_it_is_parsed(make_client) -> None:
+    client = make_client(max_body_bytes=2048)
+    body = json.dumps({"instances": records(tiny_frame(100))}).encode()
+    assert len(body) > 2048
+    declared = client.post(PREDICT, content=body, headers={"Content-Type": "application/json"})
+    assert declared.status_code == 413
+    assert "PREDICTOR_MAX_BODY_BYTES" in declared.json()["error"]
+    # Chunked (no Content-Length): refused while streaming, too.
+    chunked = client.post(
+        PREDICT, content=iter([body[:1500], body[1500:]]), headers={"Content-Type": "application/json"}
+    )
+    assert chunked.status_code == 413
+    small = client.post(PREDICT, json={"instances": records(tiny_frame(2))})
+    assert small.status_code == 200, small.text
 
 
 def test_unknown_model_is_404(client) -> None:

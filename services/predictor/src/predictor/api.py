@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.convertors import StringConvertor, register_url_convertor
 
-from predictor.errors import ModelNotReady, Unauthorized
+from predictor.errors import BatchTooLarge, ModelNotReady, Unauthorized
 from predictor.inference import InferenceService
 from predictor.protocol import parse_predict_body
 from predictor.responses import ErrorResponse, ModelMetadata, PredictResponse, SamplesResponse, Status
@@ -109,9 +109,9 @@ async def predict(name: str, request: Request) -> Response:
     """
     service = service_of(request)
     model = service.model(name)
-    rows = parse_predict_body(
-        await request.body(), model.schema, max_rows=request.app.state.settings.max_batch_size
-    )
+    settings = request.app.state.settings
+    body = await read_body(request, settings.max_body_bytes)
+    rows = parse_predict_body(body, model.schema, max_rows=settings.max_batch_size)
     request_id = request.state.request_id
     predictions = await service.predict(model, rows, request_id)
     return json_response(
@@ -122,6 +122,20 @@ async def predict(name: str, request: Request) -> Response:
             "request_id": request_id,
         }
     )
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused (413) past `limit` bytes without buffering more: a huge body must not OOM the pod."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BatchTooLarge(f"request body of {declared} bytes exceeds PREDICTOR_MAX_BODY_BYTES ({limit})")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BatchTooLarge(f"request body exceeds PREDICTOR_MAX_BODY_BYTES ({limit})")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 @protected.get("/v1/samples", response_model=SamplesResponse, responses=_errors(401), tags=["drift monitor"])

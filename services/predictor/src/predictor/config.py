@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     """How often the alias is checked for a new version."""
     max_batch_size: int = Field(1000, ge=1)
     """Rows per request; more is answered with 413."""
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    """Largest predict request body read; more is answered with 413 before it is buffered or parsed."""
     sample_buffer_size: int = Field(10_000, ge=1)
     """Predicted rows kept in memory for the drift monitor (oldest dropped first)."""
     api_token: SecretStr | None = None
