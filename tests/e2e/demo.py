@@ -179,8 +179,10 @@ def interrupt(_signum: int, _frame: object) -> None:
 
 
 def main() -> int:
-    # SIGTERM (e.g. from a CI runner) takes the same path as Ctrl-C: every process is stopped.
+    # SIGTERM (e.g. from a CI runner) takes the same path as Ctrl-C: every process is stopped. SIGINT is
+    # set explicitly because a shell starts background jobs with it ignored.
     signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
     try:
         run()
     except KeyboardInterrupt:
