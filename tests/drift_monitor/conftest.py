@@ -149,6 +149,36 @@ class FakePredictor:
         return 200, {"samples": kept, "buffer_size": 10000, "buffered": len(self.samples), "dropped_total": 0}
 
 
+JsonAnswer = Callable[[str, dict[str, list[str]], str | None], tuple[int, dict]]
+
+
+def serve_json(answer: JsonAnswer) -> ThreadingHTTPServer:
+    """A real HTTP server on a free 127.0.0.1 port: each GET is `answer(path, query, authorization)`
+    → (status, JSON body). The caller shuts it down."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            parsed = urlparse(self.path)
+            status, body = answer(parsed.path, parse_qs(parsed.query), self.headers.get("Authorization"))
+            payload = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args) -> None:  # keep pytest output clean
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def server_url(server: ThreadingHTTPServer) -> str:
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
 @pytest.fixture
 def fake_predictor() -> Iterator[Callable[..., FakePredictor]]:
     """Factory: `fake_predictor(samples=[...], status=200, token=None)` → a running FakePredictor."""
@@ -157,27 +187,14 @@ def fake_predictor() -> Iterator[Callable[..., FakePredictor]]:
     def start(**kwargs) -> FakePredictor:
         pod = FakePredictor(**kwargs)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                parsed = urlparse(self.path)
-                if parsed.path != "/v1/samples":
-                    status, body = 404, {"error": "not found"}
-                else:
-                    status, body = pod.answer(parse_qs(parsed.query), self.headers.get("Authorization"))
-                payload = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+        def answer(path: str, query: dict[str, list[str]], authorization: str | None) -> tuple[int, dict]:
+            if path != "/v1/samples":
+                return 404, {"error": "not found"}
+            return pod.answer(query, authorization)
 
-            def log_message(self, *args) -> None:  # keep pytest output clean
-                pass
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        server = serve_json(answer)
         servers.append(server)
-        pod.url = f"http://127.0.0.1:{server.server_address[1]}"
+        pod.url = server_url(server)
         return pod
 
     yield start

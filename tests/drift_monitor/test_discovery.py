@@ -4,11 +4,7 @@ with ready, not-ready and unknown-readiness endpoints. No cluster is needed."""
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 from kubernetes import client
@@ -17,6 +13,7 @@ from drift_monitor.config import Settings
 from drift_monitor.discovery import discover_predictors, own_namespace
 from drift_monitor.errors import ConfigurationError, DriftMonitorError, NoTargets
 from drift_monitor.monitor import resolve_targets
+from tests.drift_monitor.conftest import serve_json, server_url
 
 NAMESPACE = "mlops"
 SERVICE = "mlops-predictor"
@@ -124,24 +121,8 @@ class FakeApiServer:
 @pytest.fixture
 def api_server() -> Iterator[tuple[FakeApiServer, client.ApiClient]]:
     fake = FakeApiServer(PAGES)
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            parsed = urlparse(self.path)
-            status, body = fake.answer(parsed.path, parse_qs(parsed.query))
-            payload = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    configuration = client.Configuration(host=f"http://127.0.0.1:{server.server_address[1]}")
+    server = serve_json(lambda path, query, _authorization: fake.answer(path, query))
+    configuration = client.Configuration(host=server_url(server))
     with client.ApiClient(configuration) as api:
         yield fake, api
     server.shutdown()
