@@ -10,12 +10,10 @@ seasonal prices give real prediction drift). The integration test uses the real 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
 
 import pandas as pd
 import pytest
@@ -23,6 +21,7 @@ from mlflow import MlflowClient
 
 from drift_monitor.reference import FeatureSpec, Reference
 from tests import stack
+from tests.fakehttp import serve_json, server_url
 from tests.traffic import hotel_windows, to_records
 
 REFERENCE_ROWS = 5000
@@ -147,36 +146,6 @@ class FakePredictor:
         since = float(query.get("since", ["0"])[0])
         kept = [s for s in self.samples if s["timestamp"] >= since]
         return 200, {"samples": kept, "buffer_size": 10000, "buffered": len(self.samples), "dropped_total": 0}
-
-
-JsonAnswer = Callable[[str, dict[str, list[str]], str | None], tuple[int, dict]]
-
-
-def serve_json(answer: JsonAnswer) -> ThreadingHTTPServer:
-    """A real HTTP server on a free 127.0.0.1 port: each GET is `answer(path, query, authorization)`
-    → (status, JSON body). The caller shuts it down."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            parsed = urlparse(self.path)
-            status, body = answer(parsed.path, parse_qs(parsed.query), self.headers.get("Authorization"))
-            payload = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args) -> None:  # keep pytest output clean
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
-def server_url(server: ThreadingHTTPServer) -> str:
-    return f"http://127.0.0.1:{server.server_address[1]}"
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from drift_monitor.config import Settings
 from drift_monitor.discovery import discover_predictors, own_namespace
 from drift_monitor.errors import ConfigurationError, DriftMonitorError, NoTargets
 from drift_monitor.monitor import resolve_targets
-from tests.drift_monitor.conftest import serve_json, server_url
+from tests.fakehttp import serve_json, server_url
 
 NAMESPACE = "mlops"
 SERVICE = "mlops-predictor"

@@ -119,18 +119,24 @@ def _exists(image: str) -> bool:
     return pm.podman("image", "exists", image, check=False).returncode == 0
 
 
-@pytest.fixture(scope="session")
-def mlflow_container(images: dict[str, BuiltImage], containers: pm.Containers) -> pm.Server:
+def start_mlflow_container(
+    images: dict[str, BuiltImage], containers: pm.Containers, prefix: str
+) -> pm.Server:
     """The mlops-mlflow image serving a SQLite store and proxied artifacts from its tmpfs /tmp."""
     port = stack.free_port()
     return pm.start_server(
         containers,
         images["mlops-mlflow"].tag,
         mlflow_server_args(port),
-        prefix="mlflow",
+        prefix=prefix,
         port=port,
         ready_path="/health",
     )
+
+
+@pytest.fixture(scope="session")
+def mlflow_container(images: dict[str, BuiltImage], containers: pm.Containers) -> pm.Server:
+    return start_mlflow_container(images, containers, prefix="mlflow")
 
 
 def mlflow_server_args(port: int) -> list[str]:

@@ -10,9 +10,7 @@ predictor's samples and pushes to a real Pushgateway. Server containers must sto
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -22,6 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests import stack
+from tests.fakehttp import serve_json, server_url
 from tests.images import podman as pm
 from tests.images.conftest import (
     MODEL_NAME,
@@ -30,7 +29,7 @@ from tests.images.conftest import (
     BuiltImage,
     Champion,
     git_revision,
-    mlflow_server_args,
+    start_mlflow_container,
     start_predictor,
 )
 
@@ -157,23 +156,13 @@ def test_drift_monitor_image_discovers_predictors(images: dict[str, BuiltImage])
             }
         ],
     }
-    paths: list[str] = []
+    requests: list[tuple[str, dict[str, list[str]]]] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            paths.append(self.path)
-            body = json.dumps(slices).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def answer(path: str, query: dict[str, list[str]], _authorization: str | None) -> tuple[int, dict]:
+        requests.append((path, query))
+        return 200, slices
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = serve_json(answer)
     probe = (
         "import json, sys; from kubernetes import client; "
         "from drift_monitor.discovery import discover_predictors; "
@@ -183,13 +172,14 @@ def test_drift_monitor_image_discovers_predictors(images: dict[str, BuiltImage])
     try:
         r = pm.podman(
             "run", "--rm", *pm.CHART_RUN_ARGS, "--entrypoint=python", images["mlops-drift-monitor"].tag,
-            "-c", probe, f"http://127.0.0.1:{server.server_address[1]}",
+            "-c", probe, server_url(server),
         )  # fmt: skip
     finally:
         server.shutdown()
         server.server_close()
     assert json.loads(r.stdout.strip().splitlines()[-1]) == ["http://10.0.0.7:8080"], r.stdout + r.stderr
-    assert paths and paths[0].startswith("/apis/discovery.k8s.io/v1/namespaces/mlops/endpointslices?")
+    assert requests and requests[0][0] == "/apis/discovery.k8s.io/v1/namespaces/mlops/endpointslices"
+    assert requests[0][1]["labelSelector"] == ["kubernetes.io/service-name=mlops-predictor"]
 
 
 # ----------------------------------------------------------------------------------- the loop
@@ -302,16 +292,7 @@ def test_predictor_image_stops_on_sigterm(
 
 
 def test_mlflow_image_stops_on_sigterm(images: dict[str, BuiltImage], containers: pm.Containers) -> None:
-    port = stack.free_port()
-    server = pm.start_server(
-        containers,
-        images["mlops-mlflow"].tag,
-        mlflow_server_args(port),
-        prefix="mlflow-sigterm",
-        port=port,
-        ready_path="/health",
-    )
-    _assert_stops_on_sigterm(server)
+    _assert_stops_on_sigterm(start_mlflow_container(images, containers, prefix="mlflow-sigterm"))
 
 
 def test_trainer_image_stops_on_sigterm(images: dict[str, BuiltImage], containers: pm.Containers) -> None:
