@@ -55,7 +55,7 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 "repository:tag" of an image values block ({repository, tag, pullPolicy}).
 */}}
 {{- define "mlops.image" -}}
-{{- printf "%s:%s" .repository (toString .tag) }}
+{{- printf "%s:%s" .repository (include "mlops.scalar" .tag) }}
 {{- end }}
 
 {{/*
@@ -100,7 +100,20 @@ Call with (dict "env" .Values.predictor.env "reserved" (list "PREDICTOR_PORT" ..
 {{- fail (printf "%s is set by the chart; remove it from the component's env values" $name) }}
 {{- end }}
 - name: {{ $name }}
-  value: {{ index $.env $name | toString | quote }}
+  value: {{ include "mlops.scalar" (index $.env $name) | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+A values scalar as the text a user wrote. Helm reads every YAML number as float64, and
+`toString` prints large ones in exponent form (8388608 -> "8.388608e+06"), which no integer
+setting accepts: whole numbers print as integers, everything else as it is.
+*/}}
+{{- define "mlops.scalar" -}}
+{{- if and (kindIs "float64" .) (eq . (floor .)) }}
+{{- int64 . }}
+{{- else }}
+{{- toString . }}
 {{- end }}
 {{- end }}
 
@@ -125,7 +138,7 @@ The emptyDir every container gets at /tmp (the root filesystem is read-only).
 {{- define "mlops.tmpVolume" -}}
 - name: tmp
   emptyDir:
-    sizeLimit: {{ .Values.tmpSizeLimit }}
+    sizeLimit: {{ include "mlops.scalar" .Values.tmpSizeLimit }}
 {{- end }}
 
 {{/*
@@ -159,7 +172,7 @@ has Python), so no extra image is needed. Call with (dict "root" $ "image" .Valu
     - name: MLFLOW_TRACKING_URI
       value: {{ include "mlops.mlflowUri" .root | quote }}
     - name: WAIT_SECONDS
-      value: {{ .root.Values.trainer.job.mlflowWaitSeconds | quote }}
+      value: {{ int64 .root.Values.trainer.job.mlflowWaitSeconds | quote }}
   securityContext:
     {{- toYaml .root.Values.containerSecurityContext | nindent 4 }}
   resources:
