@@ -33,7 +33,7 @@ SPAWN_RATE ?= 10
 DURATION ?= 30s
 MODE ?= normal
 
-.PHONY: help setup tools system-deps lint fmt test test-unit test-images mlflow train predictor \
+.PHONY: help setup tools system-deps lint fmt test test-unit test-images test-cluster mlflow train predictor \
         drift-monitor demo bench load images minikube-up dev clean
 
 help:  ## list the targets
@@ -102,10 +102,17 @@ fmt: setup  ## format and autofix
 
 test: system-deps lint tools  ## everything but the container images: unit, integration, chart, alert rules, e2e
 	promtool test rules tests/alerts/*_test.yaml
-	$(BIN)/pytest tests --ignore=tests/images -m "not images"
+	$(BIN)/pytest tests --ignore=tests/images --ignore=tests/cluster -m "not images and not cluster"
 
 test-images: setup  ## build and run the three images with podman (needs ../shared/tools/container-engine all)
 	$(BIN)/pytest tests/images -m images
+
+# The README's Minikube path and the day-2 operations on a real cluster: any kubeconfig (kube-cluster
+# here, Minikube in .github/workflows/e2e.yml). CLUSTER_IMAGE_LOADER copies the podman-built images
+# in (e.g. "kube-cluster load", "minikube image load"); empty: they are in the cluster already.
+CLUSTER_IMAGE_LOADER ?=
+test-cluster: setup  ## install the chart on the current kube context and run the whole loop there (tests/cluster)
+	CLUSTER_IMAGE_LOADER="$(CLUSTER_IMAGE_LOADER)" $(BIN)/pytest tests/cluster -m cluster -v
 
 # ---------------------------------------------------------------- run things locally
 mlflow: setup  ## a local MLflow server: SQLite store, artifacts served through the server

@@ -181,6 +181,22 @@ has Python), so no extra image is needed. Call with (dict "root" $ "image" .Valu
 {{- end }}
 
 {{/*
+Retry policy of a training run (hook Job and CronJob). Exit code 2 is invalid settings: a retry
+cannot fix it, so the Job fails at once and `helm install` reports it instead of retrying.
+*/}}
+{{- define "mlops.trainer.jobPolicy" -}}
+backoffLimit: {{ include "mlops.scalar" .Values.trainer.job.backoffLimit }}
+activeDeadlineSeconds: {{ include "mlops.scalar" .Values.trainer.job.activeDeadlineSeconds }}
+podFailurePolicy:
+  rules:
+    - action: FailJob
+      onExitCodes:
+        containerName: trainer
+        operator: In
+        values: [2]
+{{- end }}
+
+{{/*
 Pod template spec of a training run, shared by the install hook Job and the CronJob.
 */}}
 {{- define "mlops.trainer.podSpec" -}}

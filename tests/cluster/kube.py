@@ -1,0 +1,153 @@
+"""kubectl and helm as a user types them, against whatever cluster KUBECONFIG names.
+
+Every call goes through the real CLIs (no client library), so the tests exercise exactly the
+commands the README prints. Output of failed commands is part of the error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests import stack
+
+REPO = stack.REPO
+LOG_DIR = REPO / ".state" / "cluster"
+
+
+class CommandFailed(RuntimeError):
+    pass
+
+
+def binary(name: str) -> str:
+    """kubectl/helm/skaffold from PATH (kube-cluster env, Minikube), else `make tools`' copies."""
+    found = shutil.which(name) or shutil.which(name, path=str(REPO / ".tools" / "bin"))
+    if not found:
+        raise CommandFailed(f"{name} not found on PATH: `eval \"$(kube-cluster env)\"` or `make tools`")
+    return found
+
+
+def run(argv: Sequence[str], *, timeout: float = 300, check: bool = True, input: str | None = None,
+        env: dict[str, str] | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """Run a command, capture its output, and raise with that output when it fails."""
+    argv = [binary(argv[0]) if argv[0] in ("kubectl", "helm", "skaffold") else argv[0], *argv[1:]]
+    result = subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout, input=input, cwd=cwd,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
+    if check and result.returncode != 0:
+        raise CommandFailed(
+            f"{' '.join(argv)} exited {result.returncode}\n"
+            f"--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-4000:]}"
+        )
+    return result
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """kubectl -n NAME, plus the waits the scenario needs."""
+
+    name: str
+
+    def kubectl(self, *args: str, timeout: float = 300, check: bool = True, input: str | None = None) -> str:
+        return run(["kubectl", "-n", self.name, *args], timeout=timeout, check=check, input=input).stdout
+
+    def get(self, *what: str) -> dict:
+        return json.loads(self.kubectl("get", *what, "-o", "json"))
+
+    def items(self, *what: str) -> list[dict]:
+        return self.get(*what)["items"]
+
+    def apply(self, manifest: dict | str) -> None:
+        text = manifest if isinstance(manifest, str) else json.dumps(manifest)
+        self.kubectl("apply", "-f", "-", input=text)
+
+    def job_outcome(self, name: str) -> str | None:
+        """'Complete', 'Failed', or None while the Job runs."""
+        conditions = self.get("job", name).get("status", {}).get("conditions", [])
+        done = {c["type"] for c in conditions if c["status"] == "True"}
+        return next((t for t in ("Complete", "Failed") if t in done), None)
+
+    def wait_job(self, name: str, timeout: float = 600) -> str:
+        """Wait until the Job finished; its logs (all containers) when it completed, else raise."""
+        outcome = stack.wait_for(lambda: self.job_outcome(name), timeout, interval=2, what=f"job/{name} done")
+        logs = self.kubectl("logs", f"job/{name}", "--all-containers", "--tail=-1", check=False)
+        if outcome != "Complete":
+            raise CommandFailed(f"job/{name} {outcome}\n{logs[-4000:]}\n{self.describe('job', name)}")
+        return logs
+
+    def describe(self, *what: str) -> str:
+        return self.kubectl("describe", *what, check=False)
+
+    def pods(self, component: str, instance: str) -> list[dict]:
+        return self.items("pods", "-l", f"app.kubernetes.io/instance={instance},app.kubernetes.io/component={component}")
+
+    def diagnostics(self) -> str:
+        """What a user would look at when something hangs: objects, events, recent logs."""
+        parts = [
+            self.kubectl("get", "all,networkpolicies,pvc,hpa", "-o", "wide", check=False),
+            self.kubectl("get", "events", "--sort-by=.lastTimestamp", check=False)[-6000:],
+        ]
+        for pod in self.items("pods"):
+            name = pod["metadata"]["name"]
+            parts.append(f"--- logs {name}\n" + self.kubectl("logs", name, "--all-containers", "--tail=40", check=False))
+        return "\n".join(parts)
+
+
+def free_port() -> int:
+    return stack.free_port()
+
+
+class PortForward:
+    """`kubectl port-forward` in the background on a free local port, ready once it accepts."""
+
+    def __init__(self, namespace: str, target: str, remote_port: int) -> None:
+        self.local_port = free_port()
+        self.url = f"http://127.0.0.1:{self.local_port}"
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        self._log = (LOG_DIR / f"port-forward-{target.replace('/', '-')}.log").open("w")
+        self._proc = subprocess.Popen(
+            [binary("kubectl"), "-n", namespace, "port-forward", "--address", "127.0.0.1", target,
+             f"{self.local_port}:{remote_port}"],
+            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        stack.wait_for(self._accepts, 60, interval=0.5, what=f"port-forward to {target}")
+
+    def _accepts(self) -> bool:
+        if self._proc.poll() is not None:
+            raise CommandFailed(f"kubectl port-forward exited {self._proc.returncode}")
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", self.local_port)) == 0
+
+    def close(self) -> None:
+        self._proc.terminate()
+        try:
+            self._proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+        self._log.close()
+
+
+@contextmanager
+def port_forward(namespace: str, target: str, remote_port: int) -> Iterator[PortForward]:
+    forward = PortForward(namespace, target, remote_port)
+    try:
+        yield forward
+    finally:
+        forward.close()
+
+
+def wait_for(condition, timeout: float, interval: float = 2.0, what: str = "condition"):
+    return stack.wait_for(condition, timeout, interval=interval, what=what)
+
+
+def elapsed(since: float) -> str:
+    return f"{time.monotonic() - since:.0f}s"

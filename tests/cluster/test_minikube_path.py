@@ -1,0 +1,342 @@
+"""The README's Minikube section on a real cluster, as a user runs it, then the day-2 operations.
+
+One release, one namespace that enforces the `restricted` PodSecurity profile, NetworkPolicies on
+(the chart's default). The tests run in file order and build on each other: install, predict,
+load, drift and its alert, dashboard, network policies, HPA, upgrade under load, a new champion,
+rollback, uninstall.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+
+from tests import stack
+from tests.cluster import kube, scenario
+
+NAMESPACE = os.environ.get("CLUSTER_NAMESPACE", "mlops")
+RELEASE = "mlops"
+MODEL = "hotel-adr"
+README = kube.REPO / "README.md"
+DASHBOARD = kube.REPO / "charts" / "mlops" / "dashboards" / "mlops.json"
+INSTALL = ["helm", "install", RELEASE, "charts/mlops", "-n", NAMESPACE, "--create-namespace",
+           "-f", "k8s/values-laptop.yaml", "--timeout", "15m"]  # fmt: skip
+
+
+@dataclass
+class Release:
+    ns: kube.Namespace
+    predictor_image: str = ""
+    forwards: dict[str, kube.PortForward] = field(default_factory=dict)
+
+    def forward(self, service: str, port: int) -> str:
+        """A port-forward to the Service, reopened when the pod behind it went away."""
+        forward = self.forwards.get(service)
+        if forward is None or forward._proc.poll() is not None:
+            forward = kube.PortForward(self.ns.name, f"service/{RELEASE}-{service}", port)
+            self.forwards[service] = forward
+        return forward.url
+
+    def predictor_pods(self) -> list[dict]:
+        return [p for p in self.ns.pods("predictor", RELEASE) if not p["metadata"].get("deletionTimestamp")]
+
+    def served_versions(self) -> dict[str, str | None]:
+        """pod name -> the model version it serves, asked through a port-forward to each pod."""
+        versions = {}
+        for pod in self.predictor_pods():
+            name = pod["metadata"]["name"]
+            with kube.port_forward(self.ns.name, f"pod/{name}", 8080) as forward:
+                body = httpx.get(f"{forward.url}/v1/models/{MODEL}", timeout=10).json()
+            versions[name] = body.get("version") if body.get("ready") else None
+        return versions
+
+
+@pytest.fixture(scope="module")
+def release(cluster: str, images: tuple[str, ...], stage) -> Iterator[Release]:
+    ns = kube.Namespace(NAMESPACE)
+    kube.run(["kubectl", "delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait", "--timeout=5m"])
+    # The API server itself checks every pod of the release against the restricted profile.
+    ns_manifest = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": NAMESPACE,
+            "labels": {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn", "audit")},
+        },
+    }
+    kube.run(["kubectl", "apply", "-f", "-"], input=json.dumps(ns_manifest))
+    r = Release(ns)
+    try:
+        yield r
+    except BaseException:
+        raise
+    finally:
+        for forward in r.forwards.values():
+            forward.close()
+        (kube.LOG_DIR / "diagnostics.txt").write_text(ns.diagnostics())
+
+
+def test_helm_install_registers_the_champion(release: Release, stage) -> None:
+    """`helm install` as the README types it; the trainer hook has registered a champion when it returns.
+
+    While the hook trains, no predictor is Ready: a drift check started then must end cleanly."""
+    ns = release.ns
+    with stage("helm install (trainer hook included)"):
+        install = subprocess.Popen([kube.binary("helm"), *INSTALL[1:]], cwd=kube.REPO, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+        kube.wait_for(lambda: ns.kubectl("get", "cronjob", f"{RELEASE}-drift-monitor", check=False), 300,
+                      what="the drift-monitor CronJob")  # fmt: skip
+        early = "drift-before-ready"
+        ns.kubectl("create", "job", f"--from=cronjob/{RELEASE}-drift-monitor", early)
+        output, _ = install.communicate(timeout=1200)
+        assert install.returncode == 0, output + ns.diagnostics()
+    trainer_log = ns.kubectl("logs", f"job/{RELEASE}-trainer", "-c", "trainer", "--tail=-1")
+    outcome = json.loads(trainer_log[trainer_log.index("{\n") :])
+    assert outcome["promoted"] is True and outcome["version"] == "1", trainer_log[-2000:]
+
+    early_log = ns.wait_job(early, 600)
+    assert "nothing to check" in early_log, early_log
+    failed = [j["metadata"]["name"] for j in ns.items("jobs") if ns.job_outcome(j["metadata"]["name"]) == "Failed"]
+    assert not failed, f"failed Jobs after a fresh install: {failed}"
+    values = json.loads(kube.run(["helm", "get", "values", RELEASE, "-n", NAMESPACE, "--all", "-o", "json"]).stdout)
+    release.predictor_image = f"{values['predictor']['image']['repository']}:{values['predictor']['image']['tag']}"
+
+
+def test_predictor_rollout_and_helm_test(release: Release, stage) -> None:
+    with stage("rollout status + helm test"):
+        release.ns.kubectl("rollout", "status", f"deployment/{RELEASE}-predictor", "--timeout=5m", timeout=330)
+        out = kube.run(["helm", "test", RELEASE, "-n", NAMESPACE, "--logs", "--timeout", "5m"], timeout=330).stdout
+    assert "Phase:          Succeeded" in out or "Succeeded" in out, out
+    assert "POST" in out and " 200 " in out, f"helm test --logs shows no prediction:\n{out}"
+
+
+def test_readme_curl_examples_through_port_forward(release: Release) -> None:
+    """The README's own curl commands, copied from the file, through `kubectl port-forward`."""
+    url = release.forward("predictor", 8080)
+    commands = scenario.readme_curl_examples(README, "Minikube")
+    assert len(commands) >= 3, commands
+    answers = [scenario.run_curl(c, url) for c in commands]
+    metadata, single, split = answers[:3]
+    assert metadata["name"] == MODEL and metadata["ready"] is True and metadata["version"] == "1"
+    assert len(single["predictions"]) == 1 and single["model_version"] == "1"
+    assert len(split["predictions"]) == 2
+    batch = json.loads(scenario.REQUEST_BODY.read_text())
+    batch["instances"] = batch["instances"] * 5
+    r = httpx.post(f"{url}/v1/models/{MODEL}:predict", json=batch, timeout=30)
+    assert r.status_code == 200 and len(r.json()["predictions"]) == 5
+    for field_name, broken in (("lead_time", "soon"), ("country", None)):
+        bad = json.loads(scenario.REQUEST_BODY.read_text())
+        bad["instances"][0][field_name] = broken
+        if broken is None:
+            del bad["instances"][0][field_name]
+        r = httpx.post(f"{url}/v1/models/{MODEL}:predict", json=bad, timeout=30)
+        assert r.status_code == 422 and field_name in r.json()["error"], r.text
+
+
+def make_load(url: str, mode: str, duration: str, users: int = 10) -> str:
+    """`make load` as the README runs it; exit 0 means no failed request."""
+    out = kube.run(["make", "--no-print-directory", "load", f"HOST={url}", f"USERS={users}", "SPAWN_RATE=10",
+                    f"DURATION={duration}", f"MODE={mode}"], timeout=600)  # fmt: skip
+    return out.stdout
+
+
+def drift_check(release: Release) -> dict:
+    return drift_check_in(release.ns, RELEASE)
+
+
+def drift_check_in(ns: kube.Namespace, release_name: str) -> dict:
+    """`kubectl create job --from=cronjob/...`, as the README's drift-now; the JSON report it prints."""
+    name = scenario.unique("drift-now")
+    ns.kubectl("create", "job", f"--from=cronjob/{release_name}-drift-monitor", name)
+    logs = ns.wait_job(name, 600)
+    report_line = next(line for line in logs.splitlines() if line.startswith("{") and '"versions"' in line)
+    return json.loads(report_line)
+
+
+def test_locust_normal_traffic_and_no_drift(release: Release, stage) -> None:
+    url = release.forward("predictor", 8080)
+    with stage("locust, normal traffic, 30 s (make load)"):
+        out = make_load(url, "normal", "30s")
+    assert "0 failed" in out or "failures: 0" in out, out
+    with stage("drift check on normal traffic"):
+        report = drift_check(release)
+    (version,) = report["versions"]
+    assert version["enough_data"] and version["drift_detected"] is False, json.dumps(report)[:3000]
+
+
+def test_summer_traffic_fires_data_drift_alert(release: Release, stage) -> None:
+    url = release.forward("predictor", 8080)
+    with stage("locust, summer traffic, 45 s"):
+        make_load(url, "drift", "45s")
+    with stage("drift check on summer traffic"):
+        report = drift_check(release)
+    assert any(v["drift_detected"] for v in report["versions"]), json.dumps(report)[:3000]
+    prometheus = release.forward("prometheus", 9090)
+    alertmanager = release.forward("alertmanager", 9093)
+    with stage("DataDriftDetected firing in Prometheus, then in Alertmanager"):
+        firing = kube.wait_for(
+            lambda: [a for a in stack.prometheus_alerts(prometheus, "DataDriftDetected") if a["state"] == "firing"],
+            300, interval=5, what="DataDriftDetected firing",
+        )  # fmt: skip
+        routed = kube.wait_for(lambda: stack.alertmanager_alerts(alertmanager, "DataDriftDetected"), 120,
+                               interval=5, what="DataDriftDetected in Alertmanager")  # fmt: skip
+    assert firing[0]["labels"]["model_name"] == MODEL
+    receivers = {r["name"] for r in routed[0]["receivers"]}
+    assert receivers == {"default", "retraining-webhook"}, receivers
+
+
+def test_dashboard_panels_have_data(release: Release) -> None:
+    """Every panel of the shipped Grafana dashboard returns data from the in-cluster Prometheus."""
+    prometheus = release.forward("prometheus", 9090)
+    kube.wait_for(lambda: scenario.promql(prometheus, "predictor_model_info"), 60, what="predictor scraped")
+    empty = [
+        (title, expr)
+        for title, expr in scenario.dashboard_queries(DASHBOARD, {"model": MODEL})
+        if not scenario.promql(prometheus, expr)
+    ]
+    assert not empty, "panels without data:\n" + "\n".join(f"{t}: {e}" for t, e in empty)
+
+
+def test_network_policies_are_enforced(release: Release) -> None:
+    """A pod outside the release reaches the predictor only; the predictor reaches MLflow only."""
+    svc = {name: f"{RELEASE}-{name}" for name in ("predictor", "mlflow", "pushgateway", "alertmanager", "prometheus")}
+    outside = scenario.reachable_from_outside(
+        release.ns, release.predictor_image,
+        [f"{svc['predictor']}:8080", f"{svc['mlflow']}:5000", f"{svc['pushgateway']}:9091",
+         f"{svc['alertmanager']}:9093", f"{svc['prometheus']}:9090"],
+    )  # fmt: skip
+    assert outside.pop(f"{svc['predictor']}:8080") == "open", outside
+    assert all(v != "open" for v in outside.values()), outside
+    pod = release.predictor_pods()[0]["metadata"]["name"]
+    inside = scenario.reachable_from_pod(
+        release.ns, pod, [f"{svc['mlflow']}:5000", f"{svc['pushgateway']}:9091", f"{svc['alertmanager']}:9093"]
+    )
+    assert inside.pop(f"{svc['mlflow']}:5000") == "open", inside
+    assert all(v != "open" for v in inside.values()), inside
+
+
+def hpa_replicas(release: Release) -> int:
+    return release.ns.get("hpa", f"{RELEASE}-predictor").get("status", {}).get("currentReplicas", 0)
+
+
+def test_hpa_scales_up_under_load_and_back_down(release: Release, stage) -> None:
+    service = f"http://{RELEASE}-predictor:8080"
+    assert hpa_replicas(release) == 1
+    with stage("HPA: 1 -> 2+ replicas under in-cluster load"):
+        load = scenario.InClusterLoad.start(release.ns, release.predictor_image, service, MODEL, 240, 6)
+        kube.wait_for(lambda: hpa_replicas(release) >= 2, 240, interval=5, what="HPA scale-up")
+        release.ns.kubectl("rollout", "status", f"deployment/{RELEASE}-predictor", "--timeout=5m", timeout=330)
+    result = load.result()
+    assert result["ok"] > 0 and not result["failed"], result
+    with stage("HPA: back to 1 replica after the load"):
+        kube.wait_for(lambda: hpa_replicas(release) == 1, 420, interval=5, what="HPA scale-down")
+
+
+def test_helm_upgrade_rolls_pods_with_zero_failed_requests(release: Release, stage) -> None:
+    service = f"http://{RELEASE}-predictor:8080"
+    before = {p["metadata"]["name"] for p in release.predictor_pods()}
+    load = scenario.InClusterLoad.start(release.ns, release.predictor_image, service, MODEL, 150, 4)
+    with stage("helm upgrade (predictor setting + trainer CronJob) under load"):
+        kube.run(["helm", "upgrade", RELEASE, "charts/mlops", "-n", NAMESPACE, "--reuse-values",
+                  "--set", "predictor.env.PREDICTOR_SAMPLE_BUFFER_SIZE=5000",
+                  "--set", "trainer.cronJob.enabled=true", "--timeout", "10m"], timeout=660)  # fmt: skip
+        release.ns.kubectl("rollout", "status", f"deployment/{RELEASE}-predictor", "--timeout=5m", timeout=330)
+    result = load.result()
+    after = release.predictor_pods()
+    assert before.isdisjoint(p["metadata"]["name"] for p in after), "the upgrade did not replace the pods"
+    env = {e["name"]: e.get("value") for e in after[0]["spec"]["containers"][0]["env"]}
+    assert env["PREDICTOR_SAMPLE_BUFFER_SIZE"] == "5000"
+    assert result["ok"] > 100 and not result["failed"], result
+
+
+def test_new_champion_is_followed_without_restart(release: Release, stage) -> None:
+    """A training Job from the CronJob registers version 2; `trainer promote` makes it champion."""
+    pods_before = {p["metadata"]["name"]: p["status"]["containerStatuses"][0]["restartCount"]
+                   for p in release.predictor_pods()}  # fmt: skip
+    job = scenario.unique("retrain")
+    with stage("second training run (Job from the trainer CronJob)"):
+        release.ns.kubectl("create", "job", f"--from=cronjob/{RELEASE}-trainer", job)
+        logs = release.ns.wait_job(job, 900)
+    outcome = json.loads(logs[logs.index("{\n") :])
+    assert outcome["version"] == "2", outcome
+    mlflow = release.forward("mlflow", 5000)
+    with stage("trainer promote --version 2, followed by every pod"):
+        promote(mlflow, "2")
+        kube.wait_for(lambda: set(release.served_versions().values()) == {"2"}, 120, interval=5,
+                      what="every predictor pod serving version 2")  # fmt: skip
+    pods_after = {p["metadata"]["name"]: p["status"]["containerStatuses"][0]["restartCount"]
+                  for p in release.predictor_pods()}  # fmt: skip
+    assert pods_after == pods_before, "a pod was replaced or restarted to follow the alias"
+
+
+def promote(mlflow_url: str, version: str) -> dict:
+    """`trainer promote` from the user's machine, through the MLflow port-forward (docs/operations.md)."""
+    out = kube.run([str(stack.VENV_BIN / "trainer"), "promote", "--version", version],
+                   env={"MLFLOW_TRACKING_URI": mlflow_url, "TRAINER_MODEL_NAME": MODEL}, timeout=120)  # fmt: skip
+    return json.loads(out.stdout)
+
+
+def test_helm_rollback_and_model_rollback(release: Release, stage) -> None:
+    with stage("helm rollback to the install revision"):
+        kube.run(["helm", "rollback", RELEASE, "1", "-n", NAMESPACE, "--timeout", "10m"], timeout=660)
+        release.ns.kubectl("rollout", "status", f"deployment/{RELEASE}-predictor", "--timeout=5m", timeout=330)
+    pods = release.predictor_pods()
+    env = {e["name"]: e.get("value") for e in pods[0]["spec"]["containers"][0]["env"]}
+    assert env["PREDICTOR_SAMPLE_BUFFER_SIZE"] == "10000"
+    assert not release.ns.kubectl("get", "cronjob", f"{RELEASE}-trainer", "--ignore-not-found").strip()
+    with stage("model rollback: trainer promote --version 1"):
+        promote(release.forward("mlflow", 5000), "1")
+        kube.wait_for(lambda: set(release.served_versions().values()) == {"1"}, 120, interval=5,
+                      what="every predictor pod serving version 1 again")  # fmt: skip
+    kube.run(["helm", "test", RELEASE, "-n", NAMESPACE, "--timeout", "5m"], timeout=330)
+
+
+# What `helm uninstall` leaves behind, as README ("Minikube") and docs/operations.md say: the MLflow
+# PVC (helm.sh/resource-policy: keep) and the last trainer hook Job (a hook, deleted by its TTL).
+KEPT_AFTER_UNINSTALL = {f"persistentvolumeclaim/{RELEASE}-mlflow", f"job.batch/{RELEASE}-trainer"}
+
+
+def test_helm_uninstall_keeps_only_what_the_docs_say(release: Release, stage) -> None:
+    for forward in release.forwards.values():
+        forward.close()
+    release.forwards.clear()
+    with stage("helm uninstall"):
+        kube.run(["helm", "uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "5m"], timeout=330)
+        # Jobs that `kubectl create job --from=cronjob/...` made are owned by the CronJob: the garbage
+        # collector removes them (and their pods) shortly after.
+        kube.wait_for(lambda: not leftovers(release) - KEPT_AFTER_UNINSTALL - tests_own(release), 180,
+                      what="the release's objects gone")  # fmt: skip
+    left = leftovers(release) - tests_own(release)
+    assert left == KEPT_AFTER_UNINSTALL, left
+    release.ns.kubectl("delete", "pvc", f"{RELEASE}-mlflow", "--wait", timeout=120)
+
+
+def leftovers(release: Release) -> set[str]:
+    out = release.ns.kubectl("get", "all,configmaps,secrets,pvc,networkpolicies,serviceaccounts,roles,rolebindings",
+                             "-o", "name")  # fmt: skip
+    defaults = {"configmap/kube-root-ca.crt", "serviceaccount/default"}
+    return {line for line in out.split() if line not in defaults}
+
+
+def tests_own(release: Release) -> set[str]:
+    """Objects this test created itself (load and probe Jobs, their ConfigMaps and pods)."""
+    out = release.ns.kubectl("get", "jobs,configmaps,pods", "-l", "app.kubernetes.io/part-of=cluster-tests",
+                             "-o", "name")  # fmt: skip
+    own = set(out.split())
+    for name in list(own):
+        if name.startswith("job.batch/"):
+            own.add("configmap/" + name.split("/", 1)[1])
+    pods = release.ns.kubectl("get", "pods", "-o", "name").split()
+    return own | {p for p in pods if p.startswith(("pod/load-", "pod/probe-"))}
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-v"]))
