@@ -1,6 +1,6 @@
 """Fixtures of the drift monitor tests: a reference built from the real hotel data, registered in the
 real MLflow server the way the trainer registers one, and tiny real HTTP servers that answer like
-predictor pods (docs/interfaces.md, `GET /v1/samples`).
+predictor pods (docs/interfaces.md, `GET /v1/samples`) or like the Kubernetes API listing EndpointSlices.
 
 The unit tests do not need the trained champion: the reference is a sample of the rows the champion
 is fitted on, and each row's "prediction" is its real price (an oracle stand-in for the model, so
@@ -177,3 +177,97 @@ def pushgateway(state_dir: Path) -> Iterator[stack.Process]:
     proc = stack.start_pushgateway(state_dir / "drift-monitor-pushgateway")
     yield proc
     proc.stop()
+
+
+# ---------------------------------------------------------------- the Kubernetes API (EndpointSlices)
+
+NAMESPACE = "mlops"
+PREDICTOR_SERVICE = "mlops-predictor"
+ENDPOINT_SLICES_PATH = f"/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices"
+HTTP_PORT = [{"name": "http", "protocol": "TCP", "port": 8080}]
+
+
+def endpoint_slice(name: str, endpoints: list[dict], ports: list[dict], address_type: str = "IPv4") -> dict:
+    """An EndpointSlice of the predictor Service as the endpointslice controller writes it."""
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": NAMESPACE,
+            "labels": {
+                "kubernetes.io/service-name": PREDICTOR_SERVICE,
+                "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
+            },
+            "ownerReferences": [
+                {
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "name": PREDICTOR_SERVICE,
+                    "uid": "8c1f",
+                    "controller": True,
+                }
+            ],
+        },
+        "addressType": address_type,
+        "endpoints": endpoints,
+        "ports": ports,
+    }
+
+
+def endpoint(ip: str, *, ready: bool | None, pod: str) -> dict:
+    conditions = {} if ready is None else {"ready": ready, "serving": ready, "terminating": False}
+    return {
+        "addresses": [ip],
+        "conditions": conditions,
+        "nodeName": "minikube",
+        "targetRef": {"kind": "Pod", "namespace": NAMESPACE, "name": pod, "uid": f"uid-{pod}"},
+    }
+
+
+def endpoint_slice_list(items: list[dict]) -> dict:
+    """One page of `GET .../endpointslices` without a continue token."""
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSliceList",
+        "metadata": {"resourceVersion": "1"},
+        "items": items,
+    }
+
+
+@dataclass
+class FakeApiServer:
+    """Answers `GET .../endpointslices` with the page for the request's `continue` token."""
+
+    pages: dict[str | None, dict]
+    queries: list[dict[str, list[str]]] = field(default_factory=list)
+    status: int = 200
+    url: str = ""
+
+    def answer(self, path: str, query: dict[str, list[str]]) -> tuple[int, dict]:
+        self.queries.append(query)
+        if self.status != 200:
+            return self.status, _status("Forbidden", self.status)
+        if path != ENDPOINT_SLICES_PATH:
+            return 404, _status("NotFound", 404)
+        return 200, self.pages[query.get("continue", [None])[0]]
+
+
+def _status(reason: str, code: int) -> dict:
+    return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "code": code}
+
+
+@pytest.fixture
+def fake_kube_api() -> Iterator[Callable[[dict[str | None, dict]], FakeApiServer]]:
+    """Factory: `fake_kube_api({None: first_page, token: next_page})` → a running FakeApiServer."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(pages: dict[str | None, dict]) -> FakeApiServer:
+        fake = FakeApiServer(pages)
+        server = serve_json(lambda path, query, _authorization: fake.answer(path, query))
+        servers.append(server)
+        fake.url = server_url(server)
+        return fake
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()

@@ -10,9 +10,31 @@ import pytest
 from mlflow import MlflowClient
 
 from tests import stack
-from tests.drift_monitor.conftest import RegisteredReference, contract_samples
+from tests.drift_monitor.conftest import (
+    HTTP_PORT,
+    NAMESPACE,
+    PREDICTOR_SERVICE,
+    RegisteredReference,
+    contract_samples,
+    endpoint,
+    endpoint_slice,
+    endpoint_slice_list,
+)
 
 MONITORING_EXPERIMENT = "drift-monitor-tests-monitoring"
+# The CLI as the CronJob runs it, except that its "in-cluster" Kubernetes API is the fake API server
+# given as the first argument (plain HTTP, no service-account token).
+IN_FAKE_CLUSTER = """
+import sys
+from kubernetes import client, config
+from drift_monitor.__main__ import main
+
+def load_fake_incluster_config():
+    client.Configuration.set_default(client.Configuration(host=sys.argv[1]))
+
+config.load_incluster_config = load_fake_incluster_config
+sys.exit(main(sys.argv[2:]))
+"""
 
 
 def run_monitor(args: list[str], **env: str):
@@ -20,9 +42,19 @@ def run_monitor(args: list[str], **env: str):
     return stack.run_cli(["drift-monitor", *args], env={**base, **env}, timeout=120)
 
 
-def error_lines(stderr: str) -> list[str]:
+def run_monitor_in_cluster(api_url: str, args: list[str], **env: str):
+    base = {"LOG_FORMAT": "json", "DRIFT_MONITOR_MLFLOW_WAIT_SECONDS": "1"}
+    argv = ["python", "-c", IN_FAKE_CLUSTER, api_url, *args]
+    return stack.run_cli(argv, env={**base, **env}, timeout=120)
+
+
+def log_lines(stderr: str, *levels: str) -> list[str]:
     records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
-    return [r["message"] for r in records if r["level"] == "ERROR"]
+    return [r["message"] for r in records if r["level"] in levels]
+
+
+def error_lines(stderr: str) -> list[str]:
+    return log_lines(stderr, "ERROR")
 
 
 @pytest.fixture
@@ -58,7 +90,7 @@ def test_a_completed_run_with_drift_exits_0_reports_pushes_and_records(
 
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
-    assert (report["pods_scraped"], report["pods_failed"]) == (2, 1)
+    assert (report["pods_scraped"], report["pods_failed"], report["skipped"]) == (2, 1, False)
     [v] = report["versions"]
     assert v["model_version"] == version and v["samples"] == 600
     assert v["drift_detected"] is True and "arrival_month" in v["drifted_features"]
@@ -67,6 +99,7 @@ def test_a_completed_run_with_drift_exits_0_reports_pushes_and_records(
     assert pushed_value(gateway, "drift_detected") == 1
     assert pushed_value(gateway, "drift_pods_failed") == 1
     assert pushed_value(gateway, "drift_last_run_success") == 1
+    assert pushed_value(gateway, "drift_last_run_skipped") == 0
 
     client = MlflowClient(registered_reference.tracking_uri)
     experiment = client.get_experiment_by_name(MONITORING_EXPERIMENT)
@@ -74,6 +107,36 @@ def test_a_completed_run_with_drift_exits_0_reports_pushes_and_records(
     assert run.data.tags["drift_detected"] == "true"
     assert run.data.metrics["p_value.arrival_month"] < 1e-6
     assert "effect_size.arrival_month" in run.data.metrics
+
+
+def test_no_ready_predictor_pod_skips_the_run_with_exit_0(fake_kube_api, gateway: stack.Process) -> None:
+    loading = endpoint_slice("x", [endpoint("10.0.0.9", ready=False, pod="x")], HTTP_PORT)
+    api = fake_kube_api({None: endpoint_slice_list([loading])})
+
+    result = run_monitor_in_cluster(
+        api.url,
+        ["--pushgateway", gateway.url],
+        MLFLOW_TRACKING_URI=f"http://127.0.0.1:{stack.free_port()}",  # not needed: nothing to compare
+        DRIFT_MONITOR_NAMESPACE=NAMESPACE,
+        DRIFT_MONITOR_PREDICTOR_SERVICE=PREDICTOR_SERVICE,
+        DRIFT_MONITOR_MONITORING_EXPERIMENT=MONITORING_EXPERIMENT,  # nothing to record either
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    reason = f"no ready predictor pods behind Service {PREDICTOR_SERVICE} in namespace {NAMESPACE}: nothing to check yet"
+    assert [line for line in log_lines(result.stderr, "INFO") if "skipped" in line] == [
+        f"drift-monitor run skipped: {reason}"
+    ]
+    assert log_lines(result.stderr, "WARNING", "ERROR") == []
+    report = json.loads(result.stdout)
+    assert (report["skipped"], report["skip_reason"]) == (True, reason)
+    assert (report["pods_scraped"], report["versions"]) == (0, [])
+    assert pushed_value(gateway, "drift_last_run_skipped") == 1
+    assert pushed_value(gateway, "drift_last_run_success") == 1
+    assert pushed_value(gateway, "drift_last_success_timestamp_seconds") == pytest.approx(
+        report["finished_at"], abs=1e-3
+    )
+    assert pushed_value(gateway, "drift_detected") is None
 
 
 def test_mlflow_unreachable_is_one_clear_line_and_exit_1(fake_predictor) -> None:

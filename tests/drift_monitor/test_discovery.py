@@ -11,45 +11,17 @@ from kubernetes import client
 
 from drift_monitor.config import Settings
 from drift_monitor.discovery import discover_predictors, own_namespace
-from drift_monitor.errors import ConfigurationError, DriftMonitorError, NoTargets
-from drift_monitor.monitor import resolve_targets
-from tests.fakehttp import serve_json, server_url
+from drift_monitor.errors import ConfigurationError, DriftMonitorError
+from drift_monitor.monitor import NothingToCheck, resolve_targets
+from tests.drift_monitor.conftest import (
+    HTTP_PORT,
+    NAMESPACE,
+    PREDICTOR_SERVICE,
+    endpoint,
+    endpoint_slice,
+    endpoint_slice_list,
+)
 
-NAMESPACE = "mlops"
-SERVICE = "mlops-predictor"
-LIST_PATH = f"/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices"
-
-
-def endpoint_slice(name: str, endpoints: list[dict], ports: list[dict], address_type: str = "IPv4") -> dict:
-    return {
-        "metadata": {
-            "name": name,
-            "namespace": NAMESPACE,
-            "labels": {
-                "kubernetes.io/service-name": SERVICE,
-                "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
-            },
-            "ownerReferences": [
-                {"apiVersion": "v1", "kind": "Service", "name": SERVICE, "uid": "8c1f", "controller": True}
-            ],
-        },
-        "addressType": address_type,
-        "endpoints": endpoints,
-        "ports": ports,
-    }
-
-
-def endpoint(ip: str, *, ready: bool | None, pod: str) -> dict:
-    conditions = {} if ready is None else {"ready": ready, "serving": ready, "terminating": False}
-    return {
-        "addresses": [ip],
-        "conditions": conditions,
-        "nodeName": "minikube",
-        "targetRef": {"kind": "Pod", "namespace": NAMESPACE, "name": pod, "uid": f"uid-{pod}"},
-    }
-
-
-HTTP_PORT = [{"name": "http", "protocol": "TCP", "port": 8080}]
 PAGES = {
     # First page: one slice, a ready pod, a pod still loading its model, and a terminating pod.
     None: {
@@ -91,52 +63,23 @@ PAGES = {
 }
 
 
-class FakeApiServer:
-    def __init__(self, pages: dict[str | None, dict]) -> None:
-        self.pages = pages
-        self.queries: list[dict[str, list[str]]] = []
-        self.status = 200
-
-    def answer(self, path: str, query: dict[str, list[str]]) -> tuple[int, dict]:
-        self.queries.append(query)
-        if self.status != 200:
-            return self.status, {
-                "kind": "Status",
-                "apiVersion": "v1",
-                "status": "Failure",
-                "reason": "Forbidden",
-                "code": self.status,
-            }
-        if path != LIST_PATH:
-            return 404, {
-                "kind": "Status",
-                "apiVersion": "v1",
-                "status": "Failure",
-                "reason": "NotFound",
-                "code": 404,
-            }
-        return 200, self.pages[query.get("continue", [None])[0]]
-
-
 @pytest.fixture
-def api_server() -> Iterator[tuple[FakeApiServer, client.ApiClient]]:
-    fake = FakeApiServer(PAGES)
-    server = serve_json(lambda path, query, _authorization: fake.answer(path, query))
-    configuration = client.Configuration(host=server_url(server))
-    with client.ApiClient(configuration) as api:
+def api_server(fake_kube_api) -> Iterator[tuple]:
+    fake = fake_kube_api(PAGES)
+    with client.ApiClient(client.Configuration(host=fake.url)) as api:
         yield fake, api
-    server.shutdown()
-    server.server_close()
 
 
 def test_discovery_lists_ready_endpoints_across_pages(api_server) -> None:
     fake, api = api_server
 
-    urls = discover_predictors(api, NAMESPACE, SERVICE, default_port=9999)
+    urls = discover_predictors(api, NAMESPACE, PREDICTOR_SERVICE, default_port=9999)
 
     assert urls == ["http://10.244.0.11:8080", "http://10.244.0.13:8080"]
     assert len(fake.queries) == 2
-    assert all(q["labelSelector"] == [f"kubernetes.io/service-name={SERVICE}"] for q in fake.queries)
+    assert all(
+        q["labelSelector"] == [f"kubernetes.io/service-name={PREDICTOR_SERVICE}"] for q in fake.queries
+    )
     assert "continue" not in fake.queries[0]
     assert fake.queries[1]["continue"] == [PAGES[None]["metadata"]["continue"]]
 
@@ -162,35 +105,42 @@ def test_discovery_uses_the_http_port_or_the_fallback(api_server) -> None:
         }
     }
 
-    urls = discover_predictors(api, NAMESPACE, SERVICE, default_port=8080)
+    urls = discover_predictors(api, NAMESPACE, PREDICTOR_SERVICE, default_port=8080)
 
     assert urls == ["http://10.0.0.1:8081", "http://10.0.0.2:8080", "http://[fd00::3]:8080"]
 
 
-def test_no_ready_pod_is_a_clear_error(api_server) -> None:
-    fake, api = api_server
-    fake.pages = {
-        None: {
-            **PAGES[None],
-            "metadata": {},
-            "items": [endpoint_slice("x", [endpoint("10.0.0.9", ready=False, pod="x")], HTTP_PORT)],
-        }
-    }
+@pytest.mark.parametrize(
+    "items",
+    [
+        [endpoint_slice("x", [endpoint("10.0.0.9", ready=False, pod="x")], HTTP_PORT)],
+        [endpoint_slice("placeholder", [], HTTP_PORT)],  # the Service selects no pod at all
+        [],  # no such Service: the monitor may only list EndpointSlices, so it cannot tell
+    ],
+    ids=["pods-not-ready", "no-pods", "no-service"],
+)
+def test_no_ready_pod_means_nothing_to_check(fake_kube_api, items: list[dict]) -> None:
+    fake = fake_kube_api({None: endpoint_slice_list(items)})
     settings = Settings(
-        mlflow_tracking_uri="http://mlflow:5000", namespace=NAMESPACE, predictor_service=SERVICE
+        mlflow_tracking_uri="http://mlflow:5000", namespace=NAMESPACE, predictor_service=PREDICTOR_SERVICE
     )
 
-    with pytest.raises(
-        NoTargets, match=f"no ready predictor pods: Service {SERVICE} in namespace {NAMESPACE}"
+    with (
+        client.ApiClient(client.Configuration(host=fake.url)) as api,
+        pytest.raises(NothingToCheck) as raised,
     ):
         resolve_targets(settings, lambda: api)
+
+    assert str(raised.value) == (
+        f"no ready predictor pods behind Service {PREDICTOR_SERVICE} in namespace {NAMESPACE}: nothing to check yet"
+    )
 
 
 def test_forbidden_names_the_missing_permission(api_server) -> None:
     fake, api = api_server
     fake.status = 403
     settings = Settings(
-        mlflow_tracking_uri="http://mlflow:5000", namespace=NAMESPACE, predictor_service=SERVICE
+        mlflow_tracking_uri="http://mlflow:5000", namespace=NAMESPACE, predictor_service=PREDICTOR_SERVICE
     )
 
     with pytest.raises(DriftMonitorError, match=r"HTTP 403 .*list on endpointslices\.discovery\.k8s\.io"):

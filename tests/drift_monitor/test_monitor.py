@@ -1,14 +1,28 @@
-"""One run in-process: pods serving two model versions during a rollout, and samples of other models."""
+"""One run in-process: pods serving two model versions during a rollout, samples of other models, and
+discovery that finds no ready pod (a skip) or pods that do not answer (a failure)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
+from kubernetes import client
 
 from drift_monitor.config import Settings
+from drift_monitor.errors import NoTargets
 from drift_monitor.monitor import run
-from tests.drift_monitor.conftest import RegisteredReference, contract_samples
+from tests import stack
+from tests.drift_monitor.conftest import (
+    HTTP_PORT,
+    NAMESPACE,
+    PREDICTOR_SERVICE,
+    RegisteredReference,
+    contract_samples,
+    endpoint,
+    endpoint_slice,
+    endpoint_slice_list,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -80,3 +94,46 @@ def test_an_empty_window_completes_without_versions(
     report = run(settings)
 
     assert report.versions == [] and report.pods_scraped == 1
+
+
+def kube_api_at(url: str) -> Callable[[], client.ApiClient]:
+    return lambda: client.ApiClient(client.Configuration(host=url))
+
+
+def test_no_ready_predictor_pod_skips_the_run_without_mlflow(fake_kube_api) -> None:
+    loading = endpoint_slice("x", [endpoint("10.0.0.9", ready=False, pod="x")], HTTP_PORT)
+    api = fake_kube_api({None: endpoint_slice_list([loading])})
+    settings = Settings(
+        mlflow_tracking_uri=f"http://127.0.0.1:{stack.free_port()}",  # a skip has nothing to compare
+        mlflow_wait_seconds=1,
+        namespace=NAMESPACE,
+        predictor_service=PREDICTOR_SERVICE,
+    )
+
+    report = run(settings, kube_api=kube_api_at(api.url))
+
+    assert report.skipped is True
+    assert report.skip_reason == (
+        f"no ready predictor pods behind Service {PREDICTOR_SERVICE} in namespace {NAMESPACE}: nothing to check yet"
+    )
+    assert (report.pods_scraped, report.pods_failed, report.versions) == (0, 0, [])
+
+
+def test_discovered_pods_that_do_not_answer_fail_the_run(
+    registered_reference: RegisteredReference, fake_kube_api
+) -> None:
+    port = stack.free_port()
+    silent = endpoint_slice(
+        "x", [endpoint("127.0.0.1", ready=True, pod="x")], [{**HTTP_PORT[0], "port": port}]
+    )
+    api = fake_kube_api({None: endpoint_slice_list([silent])})
+    settings = Settings(
+        mlflow_tracking_uri=registered_reference.tracking_uri,
+        namespace=NAMESPACE,
+        predictor_service=PREDICTOR_SERVICE,
+    )
+
+    with pytest.raises(
+        NoTargets, match=rf"none of the 1 predictor pod\(s\) answered, e.g. http://127.0.0.1:{port}"
+    ):
+        run(settings, kube_api=kube_api_at(api.url))

@@ -1,6 +1,9 @@
-"""Pushing to a real Pushgateway: each completed run replaces the last; a failed run keeps the last success."""
+"""Pushing to a real Pushgateway: each completed run replaces the last; a failed run keeps the last success;
+a skipped run (no ready predictor pod) is a success that keeps the last verdicts."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -46,6 +49,14 @@ def run_report(*versions: VersionReport, finished_at: float = 1_700_000_100.0) -
     )
 
 
+def skipped_report(*, finished_at: float) -> RunReport:
+    return replace(
+        run_report(finished_at=finished_at),
+        pods_scraped=0,
+        skip_reason="no ready predictor pods behind Service mlops-predictor in namespace mlops: nothing to check yet",
+    )
+
+
 def pushed(gateway: stack.Process) -> dict[tuple[str, tuple], float]:
     """The drift_* samples the Pushgateway serves, keyed by (name, sorted labels without job/instance)."""
     text = httpx.get(gateway.url + "/metrics", timeout=5).text
@@ -78,6 +89,7 @@ def test_a_completed_run_pushes_verdicts_and_run_status(gateway: stack.Process) 
     assert metrics[("drift_samples_evaluated", v3)] == 1000
     assert metrics[("drift_pods_scraped", ())] == 2
     assert metrics[("drift_last_run_success", ())] == 1
+    assert metrics[("drift_last_run_skipped", ())] == 0
     assert metrics[("drift_last_success_timestamp_seconds", ())] == 1_700_000_100.0
     assert metrics[("drift_run_duration_seconds", ())] == 2.5
 
@@ -116,9 +128,46 @@ def test_a_failed_run_keeps_the_last_success_and_its_verdicts(gateway: stack.Pro
     assert metrics[("drift_detected", (("model_name", "hotel-adr"), ("model_version", "3")))] == 1
 
 
+def test_a_skipped_run_succeeds_and_keeps_the_last_verdicts(gateway: stack.Process) -> None:
+    push_report(gateway.url, run_report(version_report("3", drifted=True), finished_at=1_700_000_100.0))
+    push_failure(gateway.url, started_at=1_700_000_690.0, finished_at=1_700_000_700.0)
+
+    push_report(gateway.url, skipped_report(finished_at=1_700_001_300.0))
+
+    metrics = pushed(gateway)
+    assert metrics[("drift_last_run_skipped", ())] == 1
+    assert metrics[("drift_last_run_success", ())] == 1  # DriftMonitorFailing resolves
+    assert metrics[("drift_last_run_timestamp_seconds", ())] == 1_700_001_300.0
+    assert metrics[("drift_last_success_timestamp_seconds", ())] == 1_700_001_300.0  # not stale
+    assert metrics[("drift_run_duration_seconds", ())] == 2.5
+    assert metrics[("drift_pods_scraped", ())] == 0
+    # POST, not PUT: a firing DataDriftDetected is not announced as resolved by a run that checked nothing.
+    v3 = (("model_name", "hotel-adr"), ("model_version", "3"))
+    assert metrics[("drift_detected", v3)] == 1
+    assert metrics[("drift_features_drifted_ratio", v3)] == 0.5
+    assert metrics[("drift_feature_p_value", (("feature", "arrival_month"), *v3))] == 1e-12
+
+
+@pytest.mark.parametrize("next_run", ["completed", "failed"])
+def test_the_run_after_a_skip_clears_the_skip(gateway: stack.Process, next_run: str) -> None:
+    push_report(gateway.url, skipped_report(finished_at=1_700_000_100.0))
+
+    if next_run == "completed":
+        push_report(gateway.url, run_report(version_report("3", drifted=False), finished_at=1_700_000_700.0))
+    else:
+        push_failure(gateway.url, started_at=1_700_000_690.0, finished_at=1_700_000_700.0)
+
+    metrics = pushed(gateway)
+    assert metrics[("drift_last_run_skipped", ())] == 0
+    assert metrics[("drift_last_run_success", ())] == (1 if next_run == "completed" else 0)
+    assert metrics[("drift_last_run_timestamp_seconds", ())] == 1_700_000_700.0
+
+
 def test_an_unreachable_pushgateway_fails_the_push_clearly() -> None:
     url = f"http://127.0.0.1:{stack.free_port()}"
 
     with pytest.raises(PushFailed, match=f"could not push the results to the Pushgateway at {url}"):
         push_report(url, run_report(version_report("3", drifted=False)))
+    with pytest.raises(PushFailed, match=f"could not push the results to the Pushgateway at {url}"):
+        push_report(url, skipped_report(finished_at=1.0))
     push_failure(url, started_at=0.0, finished_at=1.0)  # logs, never raises: the run already failed

@@ -1,7 +1,9 @@
 """`drift-monitor`: one monitoring run per call (a Kubernetes CronJob, or by hand against local pods).
 
 Exit status 0 means the run completed, whether it found drift or not (drift is reported through
-the metrics and alerts, not the exit code). 1 means it failed: the reason is one log line on stderr,
+the metrics and alerts, not the exit code), or that it had nothing to check: discovery found no
+ready predictor pod, as on a fresh install before the first model (one log line says so, the report
+and `drift_last_run_skipped` record it). 1 means it failed: the reason is one log line on stderr,
 and the Pushgateway (if any) learns that the run failed. 2 means invalid settings. The JSON report
 goes to stdout.
 
@@ -74,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         report = run(settings, started_at=started_at)
+        if report.skipped:
+            log.info("drift-monitor run skipped: %s", report.skip_reason)
         sys.stdout.write(report.to_json() + "\n")
         sys.stdout.flush()
         if settings.pushgateway_url:
@@ -86,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         if settings.pushgateway_url:
             push_failure(settings.pushgateway_url, started_at=started_at, finished_at=time.time())
         return EXIT_FAILED
-    if settings.monitoring_experiment:
+    if settings.monitoring_experiment and not report.skipped:  # a skip has no version to record
         _record(settings, report)
     return EXIT_OK
 

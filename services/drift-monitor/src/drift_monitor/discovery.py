@@ -46,18 +46,21 @@ def discover_predictors(api: client.ApiClient, namespace: str, service: str, def
     """Base URLs (`http://<ip>:<port>`) of the ready endpoints of `service`, in a stable order."""
     discovery = client.DiscoveryV1Api(api)
     urls: set[str] = set()
+    slices = 0  # 0: no such Service (one without pods still gets an empty placeholder slice)
     token: str | None = None
     while True:
         page = discovery.list_namespaced_endpoint_slice(
             namespace, label_selector=f"{SERVICE_NAME_LABEL}={service}", limit=PAGE_SIZE, _continue=token
         )
+        slices += len(page.items)
         for endpoint_slice in page.items:
             urls.update(_ready_urls(endpoint_slice, default_port))
         token = page.metadata._continue if page.metadata else None
         if not token:
             break
     log.info(
-        "discovered predictor pods", extra={"namespace": namespace, "service": service, "pods": len(urls)}
+        "discovered predictor pods",
+        extra={"namespace": namespace, "service": service, "endpoint_slices": slices, "pods": len(urls)},
     )
     return sorted(urls)
 

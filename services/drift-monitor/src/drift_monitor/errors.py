@@ -10,7 +10,7 @@ class ConfigurationError(DriftMonitorError):
 
 
 class NoTargets(DriftMonitorError):
-    """No predictor pod was found, or none of them answered."""
+    """None of the predictor pods answered."""
 
 
 class MlflowUnavailable(DriftMonitorError):

@@ -33,10 +33,18 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "drift_pods_failed": ("Predictor pods that could not be read.", ()),
     "drift_run_duration_seconds": ("Wall time of the last run.", ()),
     "drift_last_run_timestamp_seconds": ("When the last run ended, successful or not.", ()),
-    "drift_last_success_timestamp_seconds": ("When the last successful run ended.", ()),
-    "drift_last_run_success": ("1 if the last run completed, 0 if it failed.", ()),
+    "drift_last_success_timestamp_seconds": ("When the last successful run (checked or skipped) ended.", ()),
+    "drift_last_run_success": ("1 if the last run completed (checked or skipped), 0 if it failed.", ()),
+    "drift_last_run_skipped": ("1 if the last run found no ready predictor pod to check, else 0.", ()),
 }
-RUN_STATUS = ("drift_last_run_timestamp_seconds", "drift_last_run_success", "drift_run_duration_seconds")
+RUN_STATUS = (
+    "drift_last_run_timestamp_seconds",
+    "drift_last_run_success",
+    "drift_last_run_skipped",
+    "drift_run_duration_seconds",
+)
+# What a skipped run knows: its status, and that it read no pod. No verdict series, so the last ones stay.
+SKIP_STATUS = (*RUN_STATUS, "drift_last_success_timestamp_seconds", "drift_pods_scraped", "drift_pods_failed")
 
 
 def report_registry(report: RunReport) -> CollectorRegistry:
@@ -59,10 +67,15 @@ def report_registry(report: RunReport) -> CollectorRegistry:
             g["drift_prediction_p_value"].labels(*labels).set(v.prediction.p_value)
             g["drift_prediction_effect_size"].labels(*labels).set(v.prediction.effect_size)
             g["drift_prediction_detected"].labels(*labels).set(int(v.prediction.drifted))
-    g["drift_pods_scraped"].set(report.pods_scraped)
-    g["drift_pods_failed"].set(report.pods_failed)
-    g["drift_last_success_timestamp_seconds"].set(report.finished_at)
-    _set_run_status(g, started_at=report.started_at, finished_at=report.finished_at, success=True)
+    _set_completed(g, report)
+    return registry
+
+
+def skip_registry(report: RunReport) -> CollectorRegistry:
+    """A run with nothing to check: it succeeded (the monitor works; PredictorDown and ModelNotLoaded
+    report the missing pods) and says it skipped; the verdict series are left out."""
+    registry = CollectorRegistry()
+    _set_completed(_gauges(registry, SKIP_STATUS), report)
     return registry
 
 
@@ -75,9 +88,25 @@ def failure_registry(*, started_at: float, finished_at: float) -> CollectorRegis
     return registry
 
 
-def _set_run_status(g: dict[str, Gauge], *, started_at: float, finished_at: float, success: bool) -> None:
+def _set_completed(g: dict[str, Gauge], report: RunReport) -> None:
+    g["drift_pods_scraped"].set(report.pods_scraped)
+    g["drift_pods_failed"].set(report.pods_failed)
+    g["drift_last_success_timestamp_seconds"].set(report.finished_at)
+    _set_run_status(
+        g,
+        started_at=report.started_at,
+        finished_at=report.finished_at,
+        success=True,
+        skipped=report.skipped,
+    )
+
+
+def _set_run_status(
+    g: dict[str, Gauge], *, started_at: float, finished_at: float, success: bool, skipped: bool = False
+) -> None:
     g["drift_last_run_timestamp_seconds"].set(finished_at)
     g["drift_last_run_success"].set(int(success))
+    g["drift_last_run_skipped"].set(int(skipped))
     g["drift_run_duration_seconds"].set(finished_at - started_at)
 
 

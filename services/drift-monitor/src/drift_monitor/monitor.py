@@ -25,6 +25,11 @@ from drift_monitor.scrape import Sample, scrape_samples
 log = logging.getLogger(__name__)
 
 
+class NothingToCheck(Exception):
+    """Not an error: no predictor pod is ready yet (a fresh install before the first model), so the
+    run ends cleanly without a verdict instead of failing."""
+
+
 def run(
     settings: Settings,
     *,
@@ -36,7 +41,10 @@ def run(
     The window is the `settings.window_seconds` before `started_at` (default: now).
     """
     started_at = started_at if started_at is not None else time.time()
-    targets = resolve_targets(settings, kube_api)
+    try:
+        targets = resolve_targets(settings, kube_api)
+    except NothingToCheck as exc:
+        return _skipped(settings, started_at, reason=str(exc))
     wait_for_mlflow(settings.mlflow_tracking_uri, settings.mlflow_wait_seconds)
 
     token = settings.predictor_api_token.get_secret_value() if settings.predictor_api_token else None
@@ -81,7 +89,12 @@ def run(
 
 
 def resolve_targets(settings: Settings, kube_api: Callable[[], k8s.ApiClient]) -> list[str]:
-    """The configured URLs, or the ready pods of the predictor Service."""
+    """The configured URLs, or the ready pods of the predictor Service.
+
+    Configured URLs are never "nothing to check": if none answers, the run fails. Discovery cannot tell
+    a Service without ready pods from a missing one (the monitor may only list EndpointSlices), so
+    both are a skip; a wrong DRIFT_MONITOR_PREDICTOR_SERVICE shows as DriftMonitorSkipping.
+    """
     if settings.targets:
         return settings.targets
     api = kube_api()
@@ -96,10 +109,27 @@ def resolve_targets(settings: Settings, kube_api: Callable[[], k8s.ApiClient]) -
     except urllib3.exceptions.HTTPError as exc:
         raise DriftMonitorError(f"the Kubernetes API is unreachable ({exc})") from exc
     if not urls:
-        raise NoTargets(
-            f"no ready predictor pods: Service {settings.predictor_service} in namespace {namespace} has no ready endpoints"
+        raise NothingToCheck(
+            f"no ready predictor pods behind Service {settings.predictor_service} in namespace {namespace}: "
+            "nothing to check yet"
         )
     return urls
+
+
+def _skipped(settings: Settings, started_at: float, *, reason: str) -> RunReport:
+    return RunReport(
+        started_at=started_at,
+        finished_at=time.time(),
+        window_seconds=settings.window_seconds,
+        p_value=settings.p_value,
+        correction=settings.correction,
+        min_samples=settings.min_samples,
+        pods_scraped=0,
+        pods_failed=0,
+        pod_errors={},
+        versions=[],
+        skip_reason=reason,
+    )
 
 
 def by_version(samples: list[Sample]) -> dict[str, list[Sample]]:

@@ -5,6 +5,9 @@ the verdicts of a model version that is no longer served disappear instead of li
 A failed run POSTs (push-add) only the run-status metrics: POST replaces just the metric names it
 carries, so `drift_last_success_timestamp_seconds` and the last verdicts of the previous good run
 survive, and `DriftMonitorStale` measures the time since that run.
+A skipped run (no ready predictor pod) POSTs too, its status without any verdict series: a PUT would
+delete the last verdicts, and Alertmanager would announce a firing DataDriftDetected as resolved
+although nothing was checked. They stay until a run that checks pods replaces them.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import logging
 from prometheus_client import push_to_gateway, pushadd_to_gateway
 
 from drift_monitor.errors import PushFailed
-from drift_monitor.metrics import failure_registry, report_registry
+from drift_monitor.metrics import failure_registry, report_registry, skip_registry
 from drift_monitor.report import RunReport
 
 log = logging.getLogger(__name__)
@@ -24,12 +27,16 @@ TIMEOUT_SECONDS = 10
 
 
 def push_report(gateway: str, report: RunReport) -> None:
-    """Replace the whole `drift-monitor` group with this run's results."""
+    """Replace the whole `drift-monitor` group with this run's results; a skipped run only adds its status."""
+    if report.skipped:
+        push, registry = pushadd_to_gateway, skip_registry(report)
+    else:
+        push, registry = push_to_gateway, report_registry(report)
     try:
-        push_to_gateway(gateway, job=JOB, registry=report_registry(report), timeout=TIMEOUT_SECONDS)
+        push(gateway, job=JOB, registry=registry, timeout=TIMEOUT_SECONDS)
     except OSError as exc:  # urllib errors and non-2xx answers
         raise PushFailed(f"could not push the results to the Pushgateway at {gateway} ({exc})") from exc
-    log.info("pushed results", extra={"pushgateway": gateway, "job": JOB})
+    log.info("pushed results", extra={"pushgateway": gateway, "job": JOB, "skipped": report.skipped})
 
 
 def push_failure(gateway: str, *, started_at: float, finished_at: float) -> None:

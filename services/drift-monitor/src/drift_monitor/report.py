@@ -67,13 +67,19 @@ class RunReport:
     versions: list[VersionReport]
     samples_skipped: int = 0
     """Samples of other registered models than DRIFT_MONITOR_MODEL_NAME."""
+    skip_reason: str | None = None
+    """Why the run checked nothing (no ready predictor pod yet); None for a run that checked."""
+
+    @property
+    def skipped(self) -> bool:
+        return self.skip_reason is not None
 
     @property
     def duration_seconds(self) -> float:
         return self.finished_at - self.started_at
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "duration_seconds": self.duration_seconds}
+        return {**asdict(self), "skipped": self.skipped, "duration_seconds": self.duration_seconds}
 
     def to_json(self) -> str:
         """One compact line: statistics to 4 significant digits, timestamps to the millisecond."""
