@@ -6,7 +6,6 @@ registered model of their own (`hotel-adr-predictor-test`), so the session's `ch
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from collections import Counter
@@ -217,7 +216,7 @@ def test_sigterm_finishes_in_flight_requests(follower) -> None:
             for _ in range(6)
         ]
         time.sleep(0.3)
-        # uvicorn re-raises the signal once shut down, so the exit status is "terminated by SIGTERM" (143).
-        assert follower.stop(timeout=30) in (0, -signal.SIGTERM)
+        # A drained shutdown exits 0, so Kubernetes shows a stopped pod as Completed, not Error.
+        assert follower.stop(timeout=30) == 0
         assert [f.result().status_code for f in futures] == [200] * 6
     assert "Application shutdown complete" in follower.log_tail()

@@ -43,6 +43,9 @@ class ModelFollower:
         self.poll_interval = poll_interval
         self.retry_max_seconds = retry_max_seconds
         self.current: LoadedModel | None = None
+        # Both outcomes exist from the start at 0, so `increase(...)` over them is 0, not "no data".
+        for outcome in ("success", "failure"):
+            metrics.MODEL_RELOADS.labels(name, outcome)
         self._failed: dict[str, tuple[int, float]] = {}  # version -> (failures, monotonic time of next try)
         metrics.MODEL_LOADED.labels(name).set(0)
 
