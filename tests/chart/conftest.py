@@ -36,7 +36,7 @@ SCENARIOS: dict[str, list[str]] = {
     "default": [],
     "monitoring-off": _set("monitoring.enabled=false"),
     "prometheus-operator": _set("monitoring.prometheusOperator.enabled=true"),
-    "network-policies": _set("networkPolicy.enabled=true"),
+    "network-policies-off": _set("networkPolicy.enabled=false"),
     "api-token": _set("apiToken.enabled=true"),
     "trainer-cronjob": _set("trainer.cronJob.enabled=true", "trainer.job.runOnUpgrade=true"),
     "external-mlflow": _set(

@@ -9,10 +9,8 @@ import yaml
 
 from tests.chart.conftest import CHART, Renders, find_checkov, run
 
-# CKV2_K8S_6 ("pods without a NetworkPolicy") is skipped for the default values only: the policies
-# are opt-in (networkPolicy.enabled) because Minikube's default CNI does not enforce them. The
-# "all-on" run below keeps the check, so with the toggle on every pod is covered.
-EXTRA_SKIPS = {"default": ["CKV2_K8S_6"], "all-on": []}
+# NetworkPolicies are on by default, so CKV2_K8S_6 ("pods without a NetworkPolicy") runs on both.
+EXTRA_SKIPS: dict[str, list[str]] = {"default": [], "all-on": []}
 
 
 @pytest.mark.parametrize("scenario", list(EXTRA_SKIPS))

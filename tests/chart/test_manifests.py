@@ -327,16 +327,18 @@ def test_every_deployment_has_probes(default: Rendered) -> None:
 
 
 def test_network_policies(renders: Renders) -> None:
-    assert not renders("default").of_kind("NetworkPolicy")
-    rendered = renders("network-policies")
-    policies = {labels(p)["app.kubernetes.io/component"]: p for p in rendered.of_kind("NetworkPolicy")}
+    assert not renders("network-policies-off").of_kind("NetworkPolicy")
+    rendered = renders("default")
+    policies = {p["metadata"]["name"]: p for p in rendered.of_kind("NetworkPolicy")}
     release_pods = {"app.kubernetes.io/instance": RELEASE, "app.kubernetes.io/part-of": "mlops"}
-    assert policies["network"]["spec"] == {
+    assert policies[f"{RELEASE}-default-deny"]["spec"] == {
         "podSelector": {"matchLabels": release_pods},
-        "policyTypes": ["Ingress"],
+        "policyTypes": ["Ingress", "Egress"],
     }
-    assert policies["predictor"]["spec"]["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
-    assert policies["mlflow"]["spec"]["ingress"] == [
+    assert policies[f"{RELEASE}-predictor"]["spec"]["ingress"] == [
+        {"ports": [{"port": "http", "protocol": "TCP"}]}
+    ]
+    assert policies[f"{RELEASE}-mlflow"]["spec"]["ingress"] == [
         {
             "from": [{"podSelector": {"matchLabels": release_pods}}],
             "ports": [{"port": "http", "protocol": "TCP"}],
@@ -345,6 +347,56 @@ def test_network_policies(renders: Renders) -> None:
     # Every pod is selected by the default-deny policy, so nothing is reachable by accident.
     for _obj, template in rendered.workloads():
         assert all(template["metadata"]["labels"].get(k) == v for k, v in release_pods.items())
+
+
+# What each component may call (component -> "target:port"; "api:443/6443" is the Kubernetes API).
+EGRESS = {
+    "trainer": {"mlflow:5000"},
+    "predictor": {"mlflow:5000"},
+    "drift-monitor": {"mlflow:5000", "predictor:8080", "pushgateway:9091", "api:443/6443"},
+    "prometheus": {"predictor:8080", "pushgateway:9091", "alertmanager:9093", "api:443/6443"},
+    "alertmanager": {"retraining-hook:8080"},
+    "mlflow": set(),
+    "pushgateway": set(),
+    "test": {"predictor:8080"},
+}
+
+
+def _egress_of(policies: list[dict[str, Any]], pod_labels: dict[str, str]) -> tuple[set[str], bool]:
+    """(what the pod may call besides DNS, whether DNS is open) from every policy selecting it."""
+    allowed, dns = set(), False
+    for policy in policies:
+        selector = policy["spec"]["podSelector"]["matchLabels"]
+        if "Egress" not in policy["spec"]["policyTypes"] or any(
+            pod_labels.get(k) != v for k, v in selector.items()
+        ):
+            continue
+        for rule in policy["spec"].get("egress", []):
+            ports = [p["port"] for p in rule["ports"]]
+            if ports == [53, 53]:
+                dns = True
+            elif "to" in rule:
+                (peer,) = rule["to"]
+                allowed.add(f"{peer['podSelector']['matchLabels']['app.kubernetes.io/component']}:{ports[0]}")
+            else:
+                allowed.add("api:" + "/".join(map(str, ports)))
+    return allowed, dns
+
+
+def test_every_pod_may_call_only_what_it_needs(renders: Renders) -> None:
+    rendered = renders("default")
+    policies = rendered.of_kind("NetworkPolicy")
+    pods = {
+        labels(template)["app.kubernetes.io/component"]: labels(template)
+        for _obj, template in rendered.workloads()
+    }
+    test_pod = next(o for o in rendered.objects if o["kind"] == "Pod")
+    pods["test"] = labels(test_pod)
+    assert set(pods) == set(EGRESS)
+    for component, pod_labels in pods.items():
+        allowed, dns = _egress_of(policies, pod_labels)
+        assert dns, f"{component} cannot resolve names"
+        assert allowed == EGRESS[component], component
 
 
 # ------------------------------------------------------------------------------ monitoring

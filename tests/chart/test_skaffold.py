@@ -11,6 +11,11 @@ import yaml
 from tests.chart.conftest import ROOT, Rendered
 
 SERVICES = ("trainer", "predictor", "drift-monitor")
+# image -> (build context, values key): the three services and the MLflow server image.
+ARTIFACTS = {
+    **{f"mlops-{s}": (f"services/{s}", {"drift-monitor": "driftMonitor"}.get(s, s)) for s in SERVICES},
+    "mlops-mlflow": ("k8s/mlflow", "mlflow"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -34,15 +39,22 @@ def test_schema_version(skaffold: dict[str, Any]) -> None:
 
 def test_one_artifact_per_service_built_from_its_dockerfile(skaffold: dict[str, Any]) -> None:
     artifacts = {a["image"]: a for a in skaffold["build"]["artifacts"]}
-    assert set(artifacts) == {f"mlops-{s}" for s in SERVICES}
-    for service in SERVICES:
-        artifact = artifacts[f"mlops-{service}"]
-        assert artifact["context"] == f"services/{service}"
-        assert (ROOT / artifact["context"]).is_dir()
+    assert set(artifacts) == set(ARTIFACTS)
+    for image, (context, _key) in ARTIFACTS.items():
+        artifact = artifacts[image]
+        assert artifact["context"] == context
         dockerfile = ROOT / artifact["context"] / artifact.get("docker", {}).get("dockerfile", "Dockerfile")
-        assert dockerfile == ROOT / "services" / service / "Dockerfile"
-        assert dockerfile.is_file(), f"{dockerfile.relative_to(ROOT)} does not exist (yet)"
-    assert skaffold["build"]["local"]["push"] is False
+        assert dockerfile == ROOT / context / "Dockerfile"
+        assert dockerfile.is_file(), f"{dockerfile.relative_to(ROOT)} does not exist"
+    # Skaffold decides whether to push (not for Minikube's own daemon, yes for any other cluster);
+    # BuildKit needs the buildx plugin, which podman's Docker API lacks.
+    for local in (
+        skaffold["build"]["local"],
+        *(p.get("build", {}).get("local", {}) for p in skaffold["profiles"]),
+    ):
+        assert "push" not in local and not local.get("useBuildkit", False), local
+    helm_flags = skaffold["deploy"]["helm"]["flags"]
+    assert helm_flags["install"] == helm_flags["upgrade"] == ["--timeout", "15m"]
 
 
 def test_helm_release_wires_every_built_image(skaffold: dict[str, Any], values: dict[str, Any]) -> None:
@@ -53,9 +65,8 @@ def test_helm_release_wires_every_built_image(skaffold: dict[str, Any], values: 
     templates = release["setValueTemplates"]
     for key in templates:
         assert _lookup(values, key), f"setValueTemplates key {key} is not in values.yaml"
-    keys = {"trainer": "trainer", "predictor": "predictor", "drift-monitor": "driftMonitor"}
-    for service, key in keys.items():
-        var = f"mlops-{service}".replace("-", "_")
+    for image, (_context, key) in ARTIFACTS.items():
+        var = image.replace("-", "_")
         assert templates[f"{key}.image.repository"] == f"{{{{.IMAGE_REPO_{var}}}}}"
         assert templates[f"{key}.image.tag"] == f"{{{{.IMAGE_TAG_{var}}}}}"
 

@@ -58,7 +58,9 @@ def pytest_terminal_summary(terminalreporter) -> None:
 def cluster() -> str:
     """The server KUBECONFIG points at; a missing cluster is an error, never a skip."""
     kube.run(["kubectl", "get", "--raw", "/readyz"], timeout=30)
-    return kube.run(["kubectl", "config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}"]).stdout
+    return kube.run(
+        ["kubectl", "config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}"]
+    ).stdout
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -31,7 +32,7 @@ def binary(name: str) -> str:
     """kubectl/helm/skaffold from PATH (kube-cluster env, Minikube), else `make tools`' copies."""
     found = shutil.which(name) or shutil.which(name, path=str(REPO / ".tools" / "bin"))
     if not found:
-        raise CommandFailed(f"{name} not found on PATH: `eval \"$(kube-cluster env)\"` or `make tools`")
+        raise CommandFailed(f'{name} not found on PATH: `eval "$(kube-cluster env)"` or `make tools`')
     return found
 
 
@@ -88,7 +89,9 @@ class Namespace:
         return self.kubectl("describe", *what, check=False)
 
     def pods(self, component: str, instance: str) -> list[dict]:
-        return self.items("pods", "-l", f"app.kubernetes.io/instance={instance},app.kubernetes.io/component={component}")
+        return self.items(
+            "pods", "-l", f"app.kubernetes.io/instance={instance},app.kubernetes.io/component={component}"
+        )
 
     def diagnostics(self) -> str:
         """What a user would look at when something hangs: objects, events, recent logs."""
@@ -98,7 +101,10 @@ class Namespace:
         ]
         for pod in self.items("pods"):
             name = pod["metadata"]["name"]
-            parts.append(f"--- logs {name}\n" + self.kubectl("logs", name, "--all-containers", "--tail=40", check=False))
+            parts.append(
+                f"--- logs {name}\n"
+                + self.kubectl("logs", name, "--all-containers", "--tail=40", check=False)
+            )
         return "\n".join(parts)
 
 
@@ -151,3 +157,43 @@ def wait_for(condition, timeout: float, interval: float = 2.0, what: str = "cond
 
 def elapsed(since: float) -> str:
     return f"{time.monotonic() - since:.0f}s"
+
+
+class ResourcePeaks:
+    """Samples `kubectl top pods` in the background; the peak CPU and memory per component.
+
+    The chart's requests and limits (charts/mlops/values.yaml) are set from these figures."""
+
+    def __init__(self, namespace: str, interval: float = 15) -> None:
+        self.namespace, self.interval = namespace, interval
+        self.peaks: dict[str, tuple[int, int]] = {}  # component -> (millicores, MiB)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            out = run(
+                ["kubectl", "-n", self.namespace, "top", "pods", "--no-headers"], check=False, timeout=30
+            )
+            for line in out.stdout.splitlines():
+                name, cpu, memory = line.split()[:3]
+                component = self._component(name)
+                millicores, mib = int(cpu.rstrip("m")), int(memory.rstrip("Mi"))
+                old = self.peaks.get(component, (0, 0))
+                self.peaks[component] = (max(old[0], millicores), max(old[1], mib))
+
+    @staticmethod
+    def _component(pod: str) -> str:
+        for component in ("mlflow", "predictor", "prometheus", "pushgateway", "alertmanager", "trainer",
+                          "drift", "retrain", "load", "probe", "test"):  # fmt: skip
+            if component in pod:
+                return component
+        return pod
+
+    def stop(self) -> str:
+        self._stop.set()
+        self._thread.join(60)
+        return "".join(
+            f"{c:14} peak {cpu:5}m CPU {mib:6}Mi\n" for c, (cpu, mib) in sorted(self.peaks.items())
+        )

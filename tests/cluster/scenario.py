@@ -43,16 +43,20 @@ def python_pod(name: str, image: str, script: str, args: list[str], files: dict[
                         "restartPolicy": "Never",
                         "automountServiceAccountToken": False,
                         "securityContext": RESTRICTED_POD,
-                        "containers": [{
-                            "name": "main",
-                            "image": image,
-                            "imagePullPolicy": "IfNotPresent",
-                            "command": ["python", f"/work/{script}", *args],
-                            "securityContext": RESTRICTED_CONTAINER,
-                            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
-                                          "limits": {"cpu": "1", "memory": "256Mi"}},
-                            "volumeMounts": [{"name": "work", "mountPath": "/work"}],
-                        }],  # fmt: skip
+                        "containers": [
+                            {
+                                "name": "main",
+                                "image": image,
+                                "imagePullPolicy": "IfNotPresent",
+                                "command": ["python", f"/work/{script}", *args],
+                                "securityContext": RESTRICTED_CONTAINER,
+                                "resources": {
+                                    "requests": {"cpu": "50m", "memory": "64Mi"},
+                                    "limits": {"cpu": "1", "memory": "256Mi"},
+                                },
+                                "volumeMounts": [{"name": "work", "mountPath": "/work"}],
+                            }
+                        ],
                         "volumes": [{"name": "work", "configMap": {"name": name}}],
                     },
                 },
@@ -82,7 +86,12 @@ class InClusterLoad:
         name = unique("load")
         url = f"{service_url}/v1/models/{model}:predict"
         files = {"loadgen.py": (HERE / "loadgen.py").read_text(), "body.json": REQUEST_BODY.read_text()}
-        submit(ns, python_pod(name, image, "loadgen.py", [url, str(seconds), str(threads), "/work/body.json"], files))
+        submit(
+            ns,
+            python_pod(
+                name, image, "loadgen.py", [url, str(seconds), str(threads), "/work/body.json"], files
+            ),
+        )
         return cls(ns, name)
 
     def result(self, timeout: float = 900) -> dict:
@@ -132,7 +141,9 @@ def readme_curl_examples(readme: Path, section: str) -> list[str]:
 def run_curl(command: str, base_url: str) -> dict:
     """Run a README curl command against the forwarded port; its JSON answer."""
     command = command.replace("http://127.0.0.1:8080", base_url)
-    out = subprocess.run(["bash", "-c", command + " --fail-with-body"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        ["bash", "-c", command + " --fail-with-body"], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, f"{command}\nexit {out.returncode}: {out.stdout} {out.stderr}"
     return json.loads(out.stdout)
 

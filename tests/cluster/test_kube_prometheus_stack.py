@@ -31,7 +31,9 @@ INSTALL = ["helm", "install", RELEASE, "charts/mlops", "-n", NAMESPACE, "--creat
 def operator_prometheus(cluster: str) -> Iterator[str]:
     """The operator's Prometheus, reached through a port-forward; fails when no operator runs."""
     crd = kube.run(["kubectl", "get", "crd", "prometheuses.monitoring.coreos.com"], check=False)
-    assert crd.returncode == 0, "no Prometheus Operator in the cluster: run `kube-cluster prometheus-operator`"
+    assert crd.returncode == 0, (
+        "no Prometheus Operator in the cluster: run `kube-cluster prometheus-operator`"
+    )
     MONITORING.kubectl("apply", "-f", str(Path(__file__).with_name("operator-prometheus.yaml")))
     kube.wait_for(lambda: MONITORING.kubectl("get", "statefulset", "prometheus-kube-prometheus-stack-prometheus",
                                              check=False), 120, what="the operator's Prometheus StatefulSet")  # fmt: skip
@@ -74,7 +76,9 @@ def test_operator_prometheus_scrapes_predictor_and_loads_rules(release: kube.Nam
             lambda: scenario.promql(operator_prometheus, f'predictor_model_info{{namespace="{NAMESPACE}"}}'), 180,
             interval=5, what="the predictor scraped through the PodMonitor",
         )  # fmt: skip
-        rules = kube.wait_for(lambda: _rule_names(operator_prometheus), 180, interval=5, what="our rules loaded")
+        rules = kube.wait_for(
+            lambda: _rule_names(operator_prometheus), 180, interval=5, what="our rules loaded"
+        )
     assert {"DataDriftDetected", "PredictorDown", "DriftMonitorStale"} <= rules, rules
 
 

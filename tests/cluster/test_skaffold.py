@@ -35,7 +35,9 @@ def workdir(tmp_path_factory: pytest.TempPathFactory, cluster: str) -> Iterator[
         kube.run(argv, cwd=copy)
     yield copy
     kube.run(["skaffold", "delete"], cwd=copy, check=False, timeout=300)
-    kube.run(["kubectl", "-n", NAMESPACE, "delete", "pvc", f"{RELEASE}-mlflow", "--ignore-not-found"], check=False)
+    kube.run(
+        ["kubectl", "-n", NAMESPACE, "delete", "pvc", f"{RELEASE}-mlflow", "--ignore-not-found"], check=False
+    )
     shutil.rmtree(copy, ignore_errors=True)
 
 
@@ -43,7 +45,11 @@ def served(namespace: str) -> dict:
     with kube.port_forward(namespace, f"service/{RELEASE}-predictor", 8080) as forward:
         metadata = httpx.get(f"{forward.url}/v1/models/{MODEL}", timeout=10).json()
         openapi = httpx.get(f"{forward.url}/openapi.json", timeout=10).json()
-    return {"ready": metadata.get("ready"), "version": metadata.get("version"), "app": openapi["info"]["version"]}
+    return {
+        "ready": metadata.get("ready"),
+        "version": metadata.get("version"),
+        "app": openapi["info"]["version"],
+    }
 
 
 def predictor_images(ns: kube.Namespace) -> set[str]:
@@ -77,11 +83,15 @@ def test_skaffold_dev_rebuilds_on_a_source_change(workdir: Path, stage) -> None:
                               interval=3, what="skaffold dev watching")  # fmt: skip
             before = predictor_images(ns)
             source = workdir / "services" / "predictor" / "src" / "predictor" / "__init__.py"
-            source.write_text(source.read_text().replace('__version__ = "0.1.0"', f'__version__ = "{DEV_VERSION}"'))
+            source.write_text(
+                source.read_text().replace('__version__ = "0.1.0"', f'__version__ = "{DEV_VERSION}"')
+            )
             with stage("skaffold dev: edit -> rebuild -> predictor serves the change"):
                 kube.wait_for(lambda: _dev_alive(dev) and predictor_images(ns) != before, 900, interval=3,
                               what="a new predictor image deployed")  # fmt: skip
-                ns.kubectl("rollout", "status", f"deployment/{RELEASE}-predictor", "--timeout=5m", timeout=330)
+                ns.kubectl(
+                    "rollout", "status", f"deployment/{RELEASE}-predictor", "--timeout=5m", timeout=330
+                )
                 kube.wait_for(lambda: served(NAMESPACE)["app"] == DEV_VERSION and served(NAMESPACE)["ready"], 180,
                               interval=3, what="the rebuilt predictor serving")  # fmt: skip
         finally:
@@ -94,5 +104,7 @@ def test_skaffold_dev_rebuilds_on_a_source_change(workdir: Path, stage) -> None:
 
 def _dev_alive(dev: subprocess.Popen) -> bool:
     if dev.poll() is not None:
-        raise kube.CommandFailed(f"skaffold dev exited {dev.returncode}: see {kube.LOG_DIR / 'skaffold-dev.log'}")
+        raise kube.CommandFailed(
+            f"skaffold dev exited {dev.returncode}: see {kube.LOG_DIR / 'skaffold-dev.log'}"
+        )
     return True
