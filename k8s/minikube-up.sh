@@ -16,7 +16,7 @@ PROFILE="${MINIKUBE_PROFILE:-minikube}"
 CPUS="${MINIKUBE_CPUS:-4}"
 MEMORY="${MINIKUBE_MEMORY:-8g}"
 DISK="${MINIKUBE_DISK:-30g}"
-# Empty: Minikube's default CNI (does not enforce NetworkPolicies). "calico" does, for networkPolicy.enabled=true.
+# Empty: Minikube's default CNI, which ignores NetworkPolicies; "calico" enforces the chart's (on by default).
 CNI="${MINIKUBE_CNI:-}"
 IMAGE_TAG="${IMAGE_TAG:-0.1.0}"
 SERVICES=(trainer predictor drift-monitor)
@@ -26,7 +26,7 @@ need minikube "https://minikube.sigs.k8s.io/docs/start/"
 need kubectl "or run: make tools, and add .tools/bin to PATH"
 
 if minikube -p "$PROFILE" status --format '{{.Host}}' 2>/dev/null | grep -q Running; then
-  echo "minikube profile $PROFILE is already running; reusing it (its CPU/memory stay as they were)"
+  echo "minikube profile $PROFILE is already running; reusing it (its CPU, memory and CNI stay as they were)"
 else
   args=(start -p "$PROFILE" --cpus="$CPUS" --memory="$MEMORY" --disk-size="$DISK")
   [[ -n "$CNI" ]] && args+=(--cni="$CNI")

@@ -81,17 +81,23 @@ def test_registry_comes_only_from_the_repository_variable(name: str) -> None:
         assert login["with"]["registry"] == "${{ env.REGISTRY }}"
 
 
-def test_e2e_installs_the_chart_as_documented() -> None:
-    install = [line for line in run_lines(load("e2e.yml")) if "helm install" in line]
-    documented = re.search(
-        r"^helm install mlops charts/mlops .*$", (REPO / "k8s" / "README.md").read_text(), re.M
-    )
-    assert install and documented
-    assert "--wait" not in install[0], "the trainer hook gates readiness: no --wait (k8s/README.md)"
-    assert re.search(r"--timeout \S+", documented.group(0)).group(0) in " ".join(run_lines(load("e2e.yml")))
+def test_e2e_runs_the_cluster_tests_as_ci_does() -> None:
+    """e2e.yml runs the same `make test-cluster` as .ci/run, on Minikube with Calico (policies enforced)."""
+    ci = (REPO / ".ci" / "run").read_text()
+    e2e = run_lines(load("e2e.yml"))
+    assert re.search(r"^\S.*make test-cluster\b", ci, re.M)
+    assert any(re.match(r"\s*make test-cluster\b", line) for line in e2e)
+    assert any("MINIKUBE_CNI=calico" in line and "make minikube-up" in line for line in e2e)
+    # The images are built inside Minikube (no loader); skaffold builds into its daemon, no push.
+    assert not [line for line in e2e if re.search(r"CLUSTER_IMAGE_LOADER=\S", line)]
+    assert any("minikube docker-env" in line for line in e2e)
+    assert not re.search(r"SKAFFOLD_DEFAULT_REPO\s*[=:]", (WORKFLOWS / "e2e.yml").read_text())
 
 
-def test_e2e_waits_for_the_drift_alert() -> None:
-    text = (WORKFLOWS / "e2e.yml").read_text()
-    assert "create job --from=cronjob/mlops-drift-monitor" in text
-    assert "/api/v1/alerts" in text and "DataDriftDetected" in text
+@pytest.mark.parametrize("doc", ["README.md", "k8s/README.md"])
+def test_cluster_tests_install_the_chart_as_documented(doc: str) -> None:
+    from tests.cluster.test_minikube_path import INSTALL
+
+    documented = re.findall(r"^helm install mlops charts/mlops .*$", (REPO / doc).read_text(), re.M)
+    assert " ".join(INSTALL) in documented
+    assert "--wait" not in INSTALL, "the trainer hook gates readiness: no --wait (README, Minikube)"
