@@ -1,5 +1,6 @@
 # One entry point for developers and CI. The README's two commands are `make demo` and `make test`;
-# both set themselves up on a fresh clone. CI (.ci/run) calls `make system-deps test test-images`.
+# both set themselves up on a fresh clone. CI (.ci/run) calls `make system-deps test test-images`, then
+# boots kube-cluster and calls `make test-cluster`.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 

@@ -64,6 +64,7 @@ LARGE_VALUES = {
         },
         "replicaCount": 1000000,
         "terminationGracePeriodSeconds": 1000000,
+        "progressDeadlineSeconds": 1000000,
         "preStopSleepSeconds": 1000000,
         "autoscaling": {"minReplicas": 1000000, "maxReplicas": 10000000},
         "podDisruptionBudget": {"maxUnavailable": 1000000},

@@ -249,7 +249,7 @@ def test_hpa_scales_up_under_load_and_back_down(release: Release, stage) -> None
     # The locust runs above may have scaled it already (one pod behind the port-forward is busy).
     kube.wait_for(lambda: hpa_replicas(release) == 1, 420, interval=5, what="HPA at 1 replica before the load")
     with stage("HPA: 1 -> 2+ replicas under in-cluster load"):
-        load = scenario.InClusterLoad.start(release.ns, release.predictor_image, service, MODEL, 240, 6)
+        load = scenario.InClusterLoad.start(release.ns, release.predictor_image, service, MODEL, 120, 6)
         kube.wait_for(lambda: hpa_replicas(release) >= 2, 240, interval=5, what="HPA scale-up")
         release.ns.kubectl(
             "rollout", "status", f"deployment/{RELEASE}-predictor", "--timeout=5m", timeout=330
