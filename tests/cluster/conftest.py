@@ -20,6 +20,8 @@ from tests.cluster import kube
 IMAGES = ("mlops-trainer", "mlops-predictor", "mlops-drift-monitor", "mlops-mlflow")
 TIMINGS: list[tuple[str, float]] = []
 """(stage, seconds) for the end of the run and .state/cluster/timings.txt."""
+REPORT: list[str] = []
+"""Further figures for the end of the run (resource peaks)."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -52,6 +54,8 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.section("cluster stage timings")
         for name, seconds in TIMINGS:
             terminalreporter.write_line(f"{seconds:7.1f}s  {name}")
+    for text in REPORT:
+        terminalreporter.write_line(text)
 
 
 @pytest.fixture(scope="session")

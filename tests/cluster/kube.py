@@ -177,9 +177,11 @@ class ResourcePeaks:
                 ["kubectl", "-n", self.namespace, "top", "pods", "--no-headers"], check=False, timeout=30
             )
             for line in out.stdout.splitlines():
-                name, cpu, memory = line.split()[:3]
-                component = self._component(name)
-                millicores, mib = int(cpu.rstrip("m")), int(memory.rstrip("Mi"))
+                fields = line.split()
+                if len(fields) < 3 or not (fields[1].endswith("m") and fields[2].endswith("Mi")):
+                    continue  # metrics not there yet for a new pod
+                component = self._component(fields[0])
+                millicores, mib = int(fields[1][:-1]), int(fields[2][:-2])
                 old = self.peaks.get(component, (0, 0))
                 self.peaks[component] = (max(old[0], millicores), max(old[1], mib))
 
