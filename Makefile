@@ -113,7 +113,8 @@ test-images: setup  ## build and run the three images with podman (needs ../shar
 # in (e.g. "kube-cluster load", "minikube image load"); empty: they are in the cluster already.
 CLUSTER_IMAGE_LOADER ?=
 test-cluster: setup  ## install the chart on the current kube context and run the whole loop there (tests/cluster)
-	CLUSTER_IMAGE_LOADER="$(CLUSTER_IMAGE_LOADER)" $(BIN)/pytest tests/cluster -m cluster -v
+	CLUSTER_IMAGE_LOADER="$(CLUSTER_IMAGE_LOADER)" $(BIN)/pytest -m cluster -v \
+	  tests/cluster/test_minikube_path.py tests/cluster/test_skaffold.py tests/cluster/test_kube_prometheus_stack.py
 
 # ---------------------------------------------------------------- run things locally
 mlflow: setup  ## a local MLflow server: SQLite store, artifacts served through the server

@@ -349,12 +349,12 @@ def test_network_policies(renders: Renders) -> None:
         assert all(template["metadata"]["labels"].get(k) == v for k, v in release_pods.items())
 
 
-# What each component may call (component -> "target:port"; "api:443/6443" is the Kubernetes API).
+# What each component may call (component -> "target:port"; "api:443/6443/8443" is the Kubernetes API).
 EGRESS = {
     "trainer": {"mlflow:5000"},
     "predictor": {"mlflow:5000"},
-    "drift-monitor": {"mlflow:5000", "predictor:8080", "pushgateway:9091", "api:443/6443"},
-    "prometheus": {"predictor:8080", "pushgateway:9091", "alertmanager:9093", "api:443/6443"},
+    "drift-monitor": {"mlflow:5000", "predictor:8080", "pushgateway:9091", "api:443/6443/8443"},
+    "prometheus": {"predictor:8080", "pushgateway:9091", "alertmanager:9093", "api:443/6443/8443"},
     "alertmanager": {"retraining-hook:8080"},
     "mlflow": set(),
     "pushgateway": set(),

@@ -12,8 +12,9 @@ import pytest
 
 from tests.chart.conftest import SCENARIOS, Rendered, Renders, containers, env_names, env_value
 
-# Read by every service outside its prefix (docs/interfaces.md, "Names").
-COMMON_ENV = {"MLFLOW_TRACKING_URI", "LOG_LEVEL", "LOG_FORMAT"}
+# Read by every service outside its prefix (docs/interfaces.md, "Names"), or by the MLflow client
+# library itself (MLFLOW_DISABLE_TELEMETRY), not by a Settings class.
+COMMON_ENV = {"MLFLOW_TRACKING_URI", "MLFLOW_DISABLE_TELEMETRY", "LOG_LEVEL", "LOG_FORMAT"}
 SETTINGS = {
     "trainer": "trainer.config",
     "predictor": "predictor.config",

@@ -125,7 +125,11 @@ class PortForward:
              f"{self.local_port}:{remote_port}"],
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip
-        stack.wait_for(self._accepts, 60, interval=0.5, what=f"port-forward to {target}")
+        try:
+            stack.wait_for(self._accepts, 60, interval=0.5, what=f"port-forward to {target}")
+        except BaseException:
+            self.close()
+            raise
 
     def _accepts(self) -> bool:
         if self._proc.poll() is not None:
@@ -164,7 +168,7 @@ class ResourcePeaks:
 
     The chart's requests and limits (charts/mlops/values.yaml) are set from these figures."""
 
-    def __init__(self, namespace: str, interval: float = 15) -> None:
+    def __init__(self, namespace: str, interval: float = 5) -> None:
         self.namespace, self.interval = namespace, interval
         self.peaks: dict[str, tuple[int, int]] = {}  # component -> (millicores, MiB)
         self._stop = threading.Event()
@@ -173,9 +177,12 @@ class ResourcePeaks:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            out = run(
-                ["kubectl", "-n", self.namespace, "top", "pods", "--no-headers"], check=False, timeout=30
-            )
+            try:
+                out = run(
+                    ["kubectl", "-n", self.namespace, "top", "pods", "--no-headers"], check=False, timeout=30
+                )
+            except subprocess.TimeoutExpired:
+                continue  # an overloaded API server; the next sample counts
             for line in out.stdout.splitlines():
                 fields = line.split()
                 if len(fields) < 3 or not (fields[1].endswith("m") and fields[2].endswith("Mi")):

@@ -16,6 +16,8 @@ from tests.cluster import kube
 
 HERE = Path(__file__).parent
 REQUEST_BODY = kube.REPO / "charts" / "mlops" / "files" / "predict-request.json"
+# Every object the tests create themselves (load and probe Jobs, their ConfigMaps and pods).
+TEST_LABELS = {"app.kubernetes.io/part-of": "cluster-tests"}
 # The restricted PodSecurity profile, which the test namespace enforces on every pod.
 RESTRICTED_POD = {"runAsNonRoot": True, "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}}
 RESTRICTED_CONTAINER = {
@@ -29,16 +31,21 @@ def python_pod(name: str, image: str, script: str, args: list[str], files: dict[
                labels: dict[str, str] | None = None) -> list[dict]:  # fmt: skip
     """A ConfigMap with the files and a Job that runs `python /work/<script> ARGS` as non-root."""
     return [
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": files},
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "labels": TEST_LABELS},
+            "data": files,
+        },
         {
             "apiVersion": "batch/v1",
             "kind": "Job",
-            "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "cluster-tests"}},
+            "metadata": {"name": name, "labels": TEST_LABELS},
             "spec": {
                 "backoffLimit": 0,
                 "ttlSecondsAfterFinished": 600,
                 "template": {
-                    "metadata": {"labels": labels or {"app.kubernetes.io/part-of": "cluster-tests"}},
+                    "metadata": {"labels": labels or TEST_LABELS},
                     "spec": {
                         "restartPolicy": "Never",
                         "automountServiceAccountToken": False,

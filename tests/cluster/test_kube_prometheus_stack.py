@@ -19,6 +19,7 @@ from tests import stack
 from tests.cluster import kube, scenario
 from tests.cluster.test_minikube_path import drift_check_in, make_load
 
+pytestmark = pytest.mark.timeout(3600)
 NAMESPACE = "mlops-kps"
 RELEASE = "mlops"
 MODEL = "hotel-adr"
@@ -27,21 +28,34 @@ INSTALL = ["helm", "install", RELEASE, "charts/mlops", "-n", NAMESPACE, "--creat
            "-f", "k8s/values-laptop.yaml", "-f", "k8s/values-kube-prometheus-stack.yaml", "--timeout", "15m"]  # fmt: skip
 
 
+PROMETHEUS = "kube-prometheus-stack-prometheus"  # the name kube-prometheus-stack gives its Prometheus
+PROMETHEUS_MANIFEST = Path(__file__).with_name("operator-prometheus.yaml")
+
+
 @pytest.fixture(scope="module")
 def operator_prometheus(cluster: str) -> Iterator[str]:
-    """The operator's Prometheus, reached through a port-forward; fails when no operator runs."""
+    """The operator's Prometheus, reached through a port-forward; fails when no operator runs.
+
+    Where kube-prometheus-stack is installed (the Minikube workflow) its own Prometheus is used and
+    left alone; elsewhere the test creates the same Prometheus and removes it afterwards."""
     crd = kube.run(["kubectl", "get", "crd", "prometheuses.monitoring.coreos.com"], check=False)
     assert crd.returncode == 0, (
         "no Prometheus Operator in the cluster: run `kube-cluster prometheus-operator`"
     )
-    MONITORING.kubectl("apply", "-f", str(Path(__file__).with_name("operator-prometheus.yaml")))
-    kube.wait_for(lambda: MONITORING.kubectl("get", "statefulset", "prometheus-kube-prometheus-stack-prometheus",
-                                             check=False), 120, what="the operator's Prometheus StatefulSet")  # fmt: skip
-    MONITORING.kubectl("rollout", "status", "statefulset/prometheus-kube-prometheus-stack-prometheus",
-                       "--timeout=5m", timeout=330)  # fmt: skip
-    with kube.port_forward("monitoring", "service/prometheus-operated", 9090) as forward:
-        yield forward.url
-    MONITORING.kubectl("delete", "-f", str(Path(__file__).with_name("operator-prometheus.yaml")), check=False)
+    created = not MONITORING.kubectl("get", "prometheus", PROMETHEUS, "--ignore-not-found").strip()
+    if created:
+        MONITORING.kubectl("apply", "-f", str(PROMETHEUS_MANIFEST))
+    try:
+        kube.wait_for(lambda: MONITORING.kubectl("get", "statefulset", f"prometheus-{PROMETHEUS}", "--ignore-not-found"),
+                      120, what="the operator's Prometheus StatefulSet")  # fmt: skip
+        MONITORING.kubectl(
+            "rollout", "status", f"statefulset/prometheus-{PROMETHEUS}", "--timeout=5m", timeout=330
+        )
+        with kube.port_forward("monitoring", f"pod/prometheus-{PROMETHEUS}-0", 9090) as forward:
+            yield forward.url
+    finally:
+        if created:
+            MONITORING.kubectl("delete", "-f", str(PROMETHEUS_MANIFEST), "--ignore-not-found", check=False)
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,8 @@ RELEASE = "mlops"
 MODEL = "hotel-adr"
 README = kube.REPO / "README.md"
 DASHBOARD = kube.REPO / "charts" / "mlops" / "dashboards" / "mlops.json"
+# Install and the scenario take 15-25 minutes on 2 cores; each step has its own, tighter timeout.
+pytestmark = pytest.mark.timeout(3600)
 INSTALL = ["helm", "install", RELEASE, "charts/mlops", "-n", NAMESPACE, "--create-namespace",
            "-f", "k8s/values-laptop.yaml", "--timeout", "15m"]  # fmt: skip
 
@@ -95,11 +97,19 @@ def test_helm_install_registers_the_champion(release: Release, stage) -> None:
     with stage("helm install (trainer hook included)"):
         install = subprocess.Popen([kube.binary("helm"), *INSTALL[1:]], cwd=kube.REPO, text=True,
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
-        kube.wait_for(lambda: ns.kubectl("get", "cronjob", f"{RELEASE}-drift-monitor", check=False), 300,
-                      what="the drift-monitor CronJob")  # fmt: skip
-        early = "drift-before-ready"
-        ns.kubectl("create", "job", f"--from=cronjob/{RELEASE}-drift-monitor", early)
-        output, _ = install.communicate(timeout=1200)
+        try:
+
+            def cronjob_created() -> bool:
+                if install.poll() is not None and install.returncode != 0:
+                    raise kube.CommandFailed(f"helm install failed:\n{install.stdout.read()}")  # type: ignore[union-attr]
+                return bool(ns.kubectl("get", "cronjob", f"{RELEASE}-drift-monitor", "--ignore-not-found"))
+
+            kube.wait_for(cronjob_created, 300, what="the drift-monitor CronJob")
+            early = "drift-before-ready"
+            ns.kubectl("create", "job", f"--from=cronjob/{RELEASE}-drift-monitor", early)
+            output, _ = install.communicate(timeout=1200)
+        finally:
+            install.kill()
         assert install.returncode == 0, output + ns.diagnostics()
     trainer_log = ns.kubectl("logs", f"job/{RELEASE}-trainer", "-c", "trainer", "--tail=-1")
     outcome = trainer_outcome(trainer_log)
@@ -108,7 +118,11 @@ def test_helm_install_registers_the_champion(release: Release, stage) -> None:
     early_log = ns.wait_job(early, 600)
     assert "nothing to check" in early_log, early_log
     failed = [
-        j["metadata"]["name"] for j in ns.items("jobs") if ns.job_outcome(j["metadata"]["name"]) == "Failed"
+        j["metadata"]["name"]
+        for j in ns.items("jobs")
+        if any(
+            c["type"] == "Failed" and c["status"] == "True" for c in j.get("status", {}).get("conditions", [])
+        )
     ]
     assert not failed, f"failed Jobs after a fresh install: {failed}"
     values = json.loads(
@@ -127,7 +141,7 @@ def test_predictor_rollout_and_helm_test(release: Release, stage) -> None:
         out = kube.run(
             ["helm", "test", RELEASE, "-n", NAMESPACE, "--logs", "--timeout", "5m"], timeout=330
         ).stdout
-    assert "Phase:          Succeeded" in out or "Succeeded" in out, out
+    assert "Succeeded" in out, out
     assert "POST" in out and " 200 " in out, f"helm test --logs shows no prediction:\n{out}"
 
 
@@ -178,7 +192,7 @@ def test_locust_normal_traffic_and_no_drift(release: Release, stage) -> None:
     url = release.forward("predictor", 8080)
     with stage("locust, normal traffic, 30 s (make load)"):
         out = make_load(url, "normal", "30s")
-    assert "0 failed" in out or "failures: 0" in out, out
+    assert "predictor" in out, out  # `make load` exits non-zero on any failed request
     with stage("drift check on normal traffic"):
         report = drift_check(release)
     (version,) = report["versions"]
@@ -230,7 +244,7 @@ def test_network_policies_are_enforced(release: Release) -> None:
          f"{svc['alertmanager']}:9093", f"{svc['prometheus']}:9090"],
     )  # fmt: skip
     assert outside.pop(f"{svc['predictor']}:8080") == "open", outside
-    assert all(v != "open" for v in outside.values()), outside
+    assert all(v in BLOCKED for v in outside.values()), outside
     pod = release.predictor_pods()[0]["metadata"]["name"]
     inside = scenario.reachable_from_pod(
         release.ns,
@@ -238,7 +252,12 @@ def test_network_policies_are_enforced(release: Release) -> None:
         [f"{svc['mlflow']}:5000", f"{svc['pushgateway']}:9091", f"{svc['alertmanager']}:9093"],
     )
     assert inside.pop(f"{svc['mlflow']}:5000") == "open", inside
-    assert all(v != "open" for v in inside.values()), inside
+    assert all(v in BLOCKED for v in inside.values()), inside
+
+
+# What a dropped (timeout) or rejected (refused) connection looks like; a name that does not resolve
+# (gaierror) would be a broken test, not a working policy.
+BLOCKED = {"TimeoutError", "ConnectionRefusedError"}
 
 
 def hpa_replicas(release: Release) -> int:
@@ -274,6 +293,7 @@ def test_helm_upgrade_rolls_pods_with_zero_failed_requests(release: Release, sta
         release.ns.kubectl(
             "rollout", "status", f"deployment/{RELEASE}-predictor", "--timeout=5m", timeout=330
         )
+    assert release.ns.job_outcome(load.name) is None, "the load ended before the rollout did"
     result = load.result()
     after = release.predictor_pods()
     assert before.isdisjoint(p["metadata"]["name"] for p in after), "the upgrade did not replace the pods"
@@ -284,6 +304,9 @@ def test_helm_upgrade_rolls_pods_with_zero_failed_requests(release: Release, sta
 
 def test_new_champion_is_followed_without_restart(release: Release, stage) -> None:
     """A training Job from the CronJob registers version 2; `trainer promote` makes it champion."""
+    # The upgrade's load scaled the HPA up: let it settle, so no pod goes away during the check.
+    kube.wait_for(lambda: hpa_replicas(release) == 1, 420, interval=5, what="HPA at 1 replica")
+    release.ns.kubectl("rollout", "status", f"deployment/{RELEASE}-predictor", "--timeout=5m", timeout=330)
     pods_before = {p["metadata"]["name"]: p["status"]["containerStatuses"][0]["restartCount"]
                    for p in release.predictor_pods()}  # fmt: skip
     job = scenario.unique("retrain")
@@ -369,14 +392,8 @@ def leftovers(release: Release) -> set[str]:
 
 def created_by_tests(release: Release) -> set[str]:
     """Objects this test created itself (load and probe Jobs, their ConfigMaps and pods)."""
-    out = release.ns.kubectl("get", "jobs,configmaps,pods", "-l", "app.kubernetes.io/part-of=cluster-tests",
-                             "-o", "name")  # fmt: skip
-    own = set(out.split())
-    for name in list(own):
-        if name.startswith("job.batch/"):
-            own.add("configmap/" + name.split("/", 1)[1])
-    pods = release.ns.kubectl("get", "pods", "-o", "name").split()
-    return own | {p for p in pods if p.startswith(("pod/load-", "pod/probe-"))}
+    selector = ",".join(f"{k}={v}" for k, v in scenario.TEST_LABELS.items())
+    return set(release.ns.kubectl("get", "jobs,configmaps,pods", "-l", selector, "-o", "name").split())
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import pytest
 from tests.cluster import kube
 from tests.images.conftest import clean_context
 
+pytestmark = pytest.mark.timeout(3600)
 NAMESPACE = "mlops"  # skaffold.yaml's release namespace
 RELEASE = "mlops"
 MODEL = "hotel-adr"
@@ -29,6 +30,11 @@ DEV_VERSION = "0.1.0+skaffold-dev"
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory, cluster: str) -> Iterator[Path]:
+    # A release left behind by an earlier failed test in the same namespace would be upgraded instead.
+    kube.run(["helm", "uninstall", RELEASE, "-n", NAMESPACE, "--ignore-not-found", "--wait"], timeout=330)
+    kube.run(
+        ["kubectl", "-n", NAMESPACE, "delete", "pvc", f"{RELEASE}-mlflow", "--ignore-not-found"], timeout=120
+    )
     copy = clean_context(kube.REPO, tmp_path_factory.mktemp("skaffold") / "repo")
     for argv in (["git", "init", "-q"], ["git", "add", "-A"],
                  ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "skaffold test"]):  # fmt: skip

@@ -65,6 +65,18 @@ In-cluster MLflow URL, the MLFLOW_TRACKING_URI of every service.
 {{- printf "http://%s:%v" (include "mlops.componentName" (dict "root" . "component" "mlflow")) .Values.mlflow.service.port }}
 {{- end }}
 
+{{/*
+Env entries of every MLflow client of the chart (trainer, predictor, drift monitor): the in-cluster
+server, and no usage telemetry (MLflow 3 clients report to a host outside the cluster, which the
+egress NetworkPolicies block anyway; off, nothing waits on it).
+*/}}
+{{- define "mlops.mlflowClientEnv" -}}
+- name: MLFLOW_TRACKING_URI
+  value: {{ include "mlops.mlflowUri" . | quote }}
+- name: MLFLOW_DISABLE_TELEMETRY
+  value: "true"
+{{- end }}
+
 {{- define "mlops.pushgatewayUrl" -}}
 {{- if .Values.driftMonitor.pushgatewayUrl }}
 {{- .Values.driftMonitor.pushgatewayUrl }}
@@ -213,8 +225,7 @@ containers:
     # `trainer train` (as `make train`); the CLI's other subcommand, `promote`, is for humans.
     args: [train]
     env:
-      - name: MLFLOW_TRACKING_URI
-        value: {{ include "mlops.mlflowUri" . | quote }}
+      {{- include "mlops.mlflowClientEnv" . | nindent 6 }}
       - name: TRAINER_MODEL_NAME
         value: {{ .Values.model.name | quote }}
       - name: TRAINER_CHAMPION_ALIAS

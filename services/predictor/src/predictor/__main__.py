@@ -7,9 +7,9 @@ in-flight requests finish (up to PREDICTOR_GRACEFUL_SHUTDOWN_SECONDS), then runs
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
-import sys
 
 import uvicorn
 
@@ -32,8 +32,9 @@ def main(argv: list[str] | None = None) -> None:
     log_config = configure_logging(settings.log_level, settings.log_format)
     # uvicorn drains on SIGTERM, then re-raises the signal to whatever handler was there before it
     # started: with the default one the process dies "terminated by SIGTERM" (143), and Kubernetes
-    # shows every pod a scale-down or rollout stopped as Error. A drained shutdown is a clean exit.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # shows every pod a scale-down or rollout stopped as Error. A drained shutdown is a clean exit,
+    # and an immediate one: sys.exit would wait for model loads still running in worker threads.
+    signal.signal(signal.SIGTERM, _exit_after_drain)
     uvicorn.run(
         create_app(settings),
         host=args.host,
@@ -44,6 +45,11 @@ def main(argv: list[str] | None = None) -> None:
         loop="uvloop",
         http="httptools",
     )
+
+
+def _exit_after_drain(signum: int, frame: object) -> None:
+    logging.shutdown()
+    os._exit(0)
 
 
 if __name__ == "__main__":
