@@ -66,7 +66,9 @@ def predictor_images(ns: kube.Namespace) -> set[str]:
 def test_skaffold_run_builds_pushes_and_deploys(workdir: Path, stage) -> None:
     ns = kube.Namespace(NAMESPACE)
     with stage("skaffold run (build four images, push, helm install with the trainer hook)"):
-        kube.run(["skaffold", "run", "--status-check=true"], cwd=workdir, timeout=1800)
+        out = kube.run(["skaffold", "run", "--status-check=true"], cwd=workdir, timeout=1800)
+    kube.LOG_DIR.mkdir(parents=True, exist_ok=True)
+    (kube.LOG_DIR / "skaffold-run.log").write_text(out.stdout + out.stderr)
     repo = os.environ.get("SKAFFOLD_DEFAULT_REPO")
     for image in predictor_images(ns):
         assert image.startswith(f"{repo}/mlops-predictor:" if repo else "mlops-predictor:"), image
