@@ -54,6 +54,20 @@ SCENARIOS: dict[str, list[str]] = {
     "laptop": ["-f", "k8s/values-laptop.yaml"],
     "production": ["-f", "k8s/values-production.yaml"],
     "kube-prometheus-stack": ["-f", "k8s/values-kube-prometheus-stack.yaml"],
+    # Release-wide placement, and a component that replaces one field of it.
+    "scheduling": [
+        "--set-json",
+        'scheduling={"nodeSelector": {"kubernetes.io/os": "linux"}, "priorityClassName": "mlops",'
+        ' "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}]}',
+        "--set-json",
+        'trainer.scheduling={"nodeSelector": {"node.kubernetes.io/instance-type": "big"}}',
+        "--set-json",
+        'predictor.scheduling={"topologySpreadConstraints": [{"maxSkew": 1, "whenUnsatisfiable":'
+        ' "ScheduleAnyway", "topologyKey": "topology.kubernetes.io/zone", "labelSelector": {"matchLabels":'
+        ' {"app.kubernetes.io/component": "predictor"}}}]}',
+        "--set",
+        "trainer.cronJob.enabled=true",
+    ],
 }
 
 MAKE_TOOLS = (

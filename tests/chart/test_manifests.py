@@ -399,6 +399,27 @@ def test_every_pod_may_call_only_what_it_needs(renders: Renders) -> None:
         assert allowed == EGRESS[component], component
 
 
+def test_every_pod_follows_the_scheduling_values(renders: Renders) -> None:
+    """Release-wide placement reaches every pod; a component's own field replaces it for that one."""
+    rendered = renders("scheduling")
+    pods = [(labels(t)["app.kubernetes.io/component"], t["spec"]) for _obj, t in rendered.workloads()]
+    pods.append(("test", next(o for o in rendered.objects if o["kind"] == "Pod")["spec"]))
+    assert {c for c, _ in pods} >= {"mlflow", "trainer", "predictor", "drift-monitor", "prometheus",
+                                    "pushgateway", "alertmanager", "test"}  # fmt: skip
+    for component, spec in pods:
+        expected_selector = (
+            {"node.kubernetes.io/instance-type": "big"}
+            if component == "trainer"
+            else {"kubernetes.io/os": "linux"}
+        )
+        assert spec["nodeSelector"] == expected_selector, component
+        assert spec["priorityClassName"] == "mlops", component
+        assert spec["tolerations"][0]["key"] == "dedicated", component
+        assert ("topologySpreadConstraints" in spec) == (component == "predictor"), component
+    for _obj, template in renders("default").workloads():
+        assert not {"nodeSelector", "affinity", "tolerations", "priorityClassName"} & set(template["spec"])
+
+
 # ------------------------------------------------------------------------------ monitoring
 
 

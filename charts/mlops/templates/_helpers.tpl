@@ -145,6 +145,25 @@ imagePullSecrets:
 {{- end }}
 
 {{/*
+Where a pod may run: the release-wide `scheduling` values, each field replaced by the component's
+own `scheduling` when that one is set. Call with (dict "root" $ "component" .Values.predictor.scheduling);
+the helm test pod passes an empty dict and gets the release-wide settings.
+*/}}
+{{- define "mlops.scheduling" -}}
+{{- $component := .component | default dict }}
+{{- $release := .root.Values.scheduling }}
+{{- range $field := list "nodeSelector" "affinity" "tolerations" "topologySpreadConstraints" }}
+{{- with (index $component $field) | default (index $release $field) }}
+{{ $field }}:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+{{- with $component.priorityClassName | default $release.priorityClassName }}
+priorityClassName: {{ . | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
 The emptyDir every container gets at /tmp (the root filesystem is read-only).
 */}}
 {{- define "mlops.tmpVolume" -}}
@@ -213,6 +232,7 @@ Pod template spec of a training run, shared by the install hook Job and the Cron
 */}}
 {{- define "mlops.trainer.podSpec" -}}
 {{- include "mlops.podDefaults" . }}
+{{- include "mlops.scheduling" (dict "root" . "component" .Values.trainer.scheduling) }}
 serviceAccountName: {{ include "mlops.fullname" . }}
 automountServiceAccountToken: false
 restartPolicy: Never
