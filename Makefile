@@ -105,6 +105,11 @@ test: system-deps lint tools  ## everything but the container images: unit, inte
 	promtool test rules tests/alerts/*_test.yaml
 	$(BIN)/pytest tests --ignore=tests/images --ignore=tests/cluster -m "not images and not cluster"
 
+# The edit-and-test loop: no apt packages, no helm, no servers, no training on the real data.
+test-unit: setup  ## the fast tests only (the venv, under two minutes): run after each edit
+	$(BIN)/pytest tests -m "not integration and not e2e and not images and not cluster" \
+	  --ignore=tests/images --ignore=tests/cluster
+
 test-images: setup  ## build and run the three images with podman (needs ../shared/tools/container-engine all)
 	$(BIN)/pytest tests/images -m images
 

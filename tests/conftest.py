@@ -15,6 +15,19 @@ import pytest
 
 from tests import stack
 
+# Fixtures that start a real server or train on the real data, and folders whose tests run tools
+# outside the venv (helm, checkov): their tests are `integration`, so `make test-unit` (the
+# contributor's loop: the venv only, under two minutes) leaves them to `make test`.
+SERVER_FIXTURES = {"mlflow_server", "champion", "pushgateway", "registered_reference"}
+TOOL_FOLDERS = ("tests/chart/",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        path = item.path.relative_to(stack.REPO).as_posix()
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) or path.startswith(TOOL_FOLDERS):
+            item.add_marker(pytest.mark.integration)
+
 
 @pytest.fixture(scope="session")
 def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
