@@ -165,25 +165,29 @@ def test_services_accept_their_rendered_env(
     assert seen == set(SETTINGS), f"{scenario}: rendered only {sorted(seen)}"
 
 
+def _leaves_where(rendered: Rendered, wrong: Callable[[str, Any], bool]) -> list[str]:
+    """ "Kind/name path: value" for every leaf of every object that `wrong(path, value)` flags."""
+    return [
+        f"{obj['kind']}/{obj['metadata']['name']} {path}: {value!r}"
+        for obj in rendered.objects
+        for path, value in _leaves(obj)
+        if wrong(path, value)
+    ]
+
+
 @pytest.mark.parametrize("scenario", ALL)
 def test_no_number_in_exponent_form(render: Callable[[str], Rendered], scenario: str) -> None:
-    found = [
-        f"{obj['kind']}/{obj['metadata']['name']} {path}: {value!r}"
-        for obj in render(scenario).objects
-        for path, value in _leaves(obj)
-        if isinstance(value, str) and EXPONENT.search(value)
-    ]
+    found = _leaves_where(
+        render(scenario), lambda _path, value: isinstance(value, str) and bool(EXPONENT.search(value))
+    )
     assert not found, f"{scenario}: numbers in exponent form:\n" + "\n".join(found)
 
 
 @pytest.mark.parametrize("scenario", ALL)
 def test_integer_fields_render_as_integers(render: Callable[[str], Rendered], scenario: str) -> None:
-    found = [
-        f"{obj['kind']}/{obj['metadata']['name']} {path}: {value!r}"
-        for obj in render(scenario).objects
-        for path, value in _leaves(obj)
-        if isinstance(value, float) and path not in FRACTIONAL_FIELDS
-    ]
+    found = _leaves_where(
+        render(scenario), lambda path, value: isinstance(value, float) and path not in FRACTIONAL_FIELDS
+    )
     assert not found, f"{scenario}: floats where Kubernetes wants integers:\n" + "\n".join(found)
 
 

@@ -12,7 +12,6 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -108,15 +107,11 @@ class Namespace:
         return "\n".join(parts)
 
 
-def free_port() -> int:
-    return stack.free_port()
-
-
 class PortForward:
     """`kubectl port-forward` in the background on a free local port, ready once it accepts."""
 
     def __init__(self, namespace: str, target: str, remote_port: int) -> None:
-        self.local_port = free_port()
+        self.local_port = stack.free_port()
         self.url = f"http://127.0.0.1:{self.local_port}"
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         self._log = (LOG_DIR / f"port-forward-{target.replace('/', '-')}.log").open("w")
@@ -157,10 +152,6 @@ def port_forward(namespace: str, target: str, remote_port: int) -> Iterator[Port
 
 def wait_for(condition, timeout: float, interval: float = 2.0, what: str = "condition"):
     return stack.wait_for(condition, timeout, interval=interval, what=what)
-
-
-def elapsed(since: float) -> str:
-    return f"{time.monotonic() - since:.0f}s"
 
 
 class ResourcePeaks:

@@ -21,7 +21,7 @@ from mlflow import MlflowClient
 
 from drift_monitor.reference import FeatureSpec, Reference
 from tests import stack
-from tests.fakehttp import serve_json, server_url
+from tests.fakehttp import JsonAnswer, serve_json, server_url
 from tests.traffic import hotel_windows, to_records
 
 REFERENCE_ROWS = 5000
@@ -149,9 +149,23 @@ class FakePredictor:
 
 
 @pytest.fixture
-def fake_predictor() -> Iterator[Callable[..., FakePredictor]]:
-    """Factory: `fake_predictor(samples=[...], status=200, token=None)` → a running FakePredictor."""
+def json_servers() -> Iterator[Callable[[JsonAnswer], str]]:
+    """Factory: `json_servers(answer)` → the URL of a running serve_json server; all stop after the test."""
     servers: list[ThreadingHTTPServer] = []
+
+    def start(answer: JsonAnswer) -> str:
+        servers.append(serve_json(answer))
+        return server_url(servers[-1])
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def fake_predictor(json_servers: Callable[[JsonAnswer], str]) -> Callable[..., FakePredictor]:
+    """Factory: `fake_predictor(samples=[...], status=200, token=None)` → a running FakePredictor."""
 
     def start(**kwargs) -> FakePredictor:
         pod = FakePredictor(**kwargs)
@@ -161,15 +175,10 @@ def fake_predictor() -> Iterator[Callable[..., FakePredictor]]:
                 return 404, {"error": "not found"}
             return pod.answer(query, authorization)
 
-        server = serve_json(answer)
-        servers.append(server)
-        pod.url = server_url(server)
+        pod.url = json_servers(answer)
         return pod
 
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    return start
 
 
 @pytest.fixture(scope="session")
@@ -256,18 +265,14 @@ def _status(reason: str, code: int) -> dict:
 
 
 @pytest.fixture
-def fake_kube_api() -> Iterator[Callable[[dict[str | None, dict]], FakeApiServer]]:
+def fake_kube_api(
+    json_servers: Callable[[JsonAnswer], str],
+) -> Callable[[dict[str | None, dict]], FakeApiServer]:
     """Factory: `fake_kube_api({None: first_page, token: next_page})` → a running FakeApiServer."""
-    servers: list[ThreadingHTTPServer] = []
 
     def start(pages: dict[str | None, dict]) -> FakeApiServer:
         fake = FakeApiServer(pages)
-        server = serve_json(lambda path, query, _authorization: fake.answer(path, query))
-        servers.append(server)
-        fake.url = server_url(server)
+        fake.url = json_servers(lambda path, query, _authorization: fake.answer(path, query))
         return fake
 
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    return start

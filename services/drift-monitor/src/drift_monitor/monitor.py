@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 from itertools import groupby
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -44,7 +45,15 @@ def run(
     try:
         targets = resolve_targets(settings, kube_api)
     except NothingToCheck as exc:
-        return _skipped(settings, started_at, reason=str(exc))
+        return _report(
+            settings,
+            started_at,
+            pods_scraped=0,
+            pods_failed=0,
+            pod_errors={},
+            versions=[],
+            skip_reason=str(exc),
+        )
     wait_for_mlflow(settings.mlflow_tracking_uri, settings.mlflow_wait_seconds)
 
     token = settings.predictor_api_token.get_secret_value() if settings.predictor_api_token else None
@@ -73,13 +82,9 @@ def run(
         _evaluate(mlflow, settings, version, version_samples)
         for version, version_samples in by_version(samples).items()
     ]
-    return RunReport(
-        started_at=started_at,
-        finished_at=time.time(),
-        window_seconds=settings.window_seconds,
-        p_value=settings.p_value,
-        correction=settings.correction,
-        min_samples=settings.min_samples,
+    return _report(
+        settings,
+        started_at,
         pods_scraped=scraped.pods_scraped,
         pods_failed=scraped.pods_failed,
         pod_errors=scraped.errors,
@@ -116,7 +121,8 @@ def resolve_targets(settings: Settings, kube_api: Callable[[], k8s.ApiClient]) -
     return urls
 
 
-def _skipped(settings: Settings, started_at: float, *, reason: str) -> RunReport:
+def _report(settings: Settings, started_at: float, **outcome: Any) -> RunReport:
+    """A report ending now: what the run checked (`outcome`) beside the settings it checked with."""
     return RunReport(
         started_at=started_at,
         finished_at=time.time(),
@@ -124,11 +130,7 @@ def _skipped(settings: Settings, started_at: float, *, reason: str) -> RunReport
         p_value=settings.p_value,
         correction=settings.correction,
         min_samples=settings.min_samples,
-        pods_scraped=0,
-        pods_failed=0,
-        pod_errors={},
-        versions=[],
-        skip_reason=reason,
+        **outcome,
     )
 
 
