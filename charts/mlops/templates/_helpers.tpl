@@ -174,41 +174,24 @@ The emptyDir every container gets at /tmp (the root filesystem is read-only).
 
 {{/*
 Init container that blocks until MLflow answers /health, so a Job fails for real reasons only
-and `kubectl get pods` shows "Init:0/1" while MLflow starts. Uses the service's own image (it
-has Python), so no extra image is needed. Call with (dict "root" $ "image" .Values.trainer.image).
+and `kubectl get pods` shows "Init:0/1" while MLflow starts: `trainer wait-for-mlflow` from the
+trainer's own image, so no extra image is needed. Call with (dict "root" $ "image" .Values.trainer.image).
 */}}
 {{- define "mlops.waitForMlflow" -}}
 - name: wait-for-mlflow
   image: {{ include "mlops.image" .image }}
   imagePullPolicy: {{ .image.pullPolicy }}
-  command:
-    - python
-    - -c
-    - |
-      import os, sys, time, urllib.request
-      url = os.environ["MLFLOW_TRACKING_URI"].rstrip("/") + "/health"
-      deadline = time.monotonic() + float(os.environ["WAIT_SECONDS"])
-      while True:
-          try:
-              with urllib.request.urlopen(url, timeout=5) as response:
-                  if response.status == 200:
-                      print(f"MLflow is up at {url}")
-                      sys.exit(0)
-          except OSError as exc:
-              print(f"waiting for MLflow at {url}: {exc}", flush=True)
-          if time.monotonic() > deadline:
-              sys.exit(f"MLflow at {url} did not answer within {os.environ['WAIT_SECONDS']}s")
-          time.sleep(3)
+  args: [wait-for-mlflow]
   env:
     - name: MLFLOW_TRACKING_URI
       value: {{ include "mlops.mlflowUri" .root | quote }}
-    - name: WAIT_SECONDS
+    - name: TRAINER_MLFLOW_WAIT_SECONDS
       value: {{ int64 .root.Values.trainer.job.mlflowWaitSeconds | quote }}
   securityContext:
     {{- toYaml .root.Values.containerSecurityContext | nindent 4 }}
   resources:
-    requests: {cpu: 10m, memory: 32Mi}
-    limits: {cpu: 100m, memory: 64Mi}
+    requests: {cpu: 10m, memory: 64Mi}
+    limits: {cpu: 200m, memory: 128Mi}
 {{- end }}
 
 {{/*

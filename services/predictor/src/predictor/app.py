@@ -21,7 +21,7 @@ from predictor.errors import ServiceError
 from predictor.follower import ModelFollower
 from predictor.inference import InferenceService
 from predictor.middleware import RequestContextMiddleware
-from predictor.model import ModelRegistry
+from predictor.model import MlflowModelLoader
 from predictor.openapi import install_openapi
 from predictor.samples import SampleBuffer
 
@@ -33,9 +33,9 @@ The request schema below is built from the served model's MLflow signature."""
 
 
 def create_app(settings: Settings) -> FastAPI:
-    registry = ModelRegistry(settings.mlflow_tracking_uri, extra_fields=settings.extra_fields)
+    loader = MlflowModelLoader(settings.mlflow_tracking_uri, extra_fields=settings.extra_fields)
     follower = ModelFollower(
-        registry,
+        loader,
         name=settings.model_name,
         alias=settings.model_alias,
         poll_interval=settings.poll_interval_seconds,

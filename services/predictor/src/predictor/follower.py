@@ -17,7 +17,7 @@ from tenacity import AsyncRetrying, wait_exponential
 from predictor import metrics
 from predictor.errors import ModelLoadError
 from predictor.logging import set_served_model
-from predictor.model import LoadedModel, ModelRegistry, VersionRef
+from predictor.model import LoadedModel, MlflowModelLoader, VersionRef
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +30,14 @@ MAX_RETRY_SECONDS = 240
 class ModelFollower:
     def __init__(
         self,
-        registry: ModelRegistry,
+        loader: MlflowModelLoader,
         *,
         name: str,
         alias: str,
         poll_interval: float,
         retry_max_seconds: float = 30,
     ):
-        self.registry = registry
+        self.loader = loader
         self.name = name
         self.alias = alias
         self.poll_interval = poll_interval
@@ -74,7 +74,7 @@ class ModelFollower:
 
     async def check(self) -> None:
         """Serve the version the alias points to, if it is new and loads; raises when the alias cannot be read."""
-        ref = await asyncio.to_thread(self.registry.resolve, self.name, self.alias)
+        ref = await asyncio.to_thread(self.loader.resolve, self.name, self.alias)
         if self.current is not None and ref.version == self.current.version:
             return
         failures, next_try = self._failed.get(ref.version, (0, 0.0))
@@ -90,9 +90,9 @@ class ModelFollower:
 
     async def _load(self, ref: VersionRef) -> LoadedModel | None:
         try:
-            model = await asyncio.to_thread(self.registry.load, ref)
+            model = await asyncio.to_thread(self.loader.load, ref)
             if self.current is not None and model.schema != self.current.schema:
-                self.registry.discard(model)
+                self.loader.discard(model)
                 raise ModelLoadError(
                     f"version {ref.version} expects different inputs than version {self.current.version}; "
                     "a schema change needs a new rollout"
@@ -124,4 +124,4 @@ class ModelFollower:
             extra={"served_version": model.version, "previous_version": old.version if old else None},
         )
         if old is not None:
-            self.registry.discard(old)
+            self.loader.discard(old)

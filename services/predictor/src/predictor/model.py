@@ -1,6 +1,6 @@
 """The served model: loading a registered version from MLflow, checking it, and calling it.
 
-No web framework here. `ModelRegistry` is the only place that talks to MLflow; a `LoadedModel` is
+No web framework here. `MlflowModelLoader` is the only place that talks to MLflow; a `LoadedModel` is
 immutable, so swapping versions is one reference assignment and a request that started on the old
 version finishes on it.
 """
@@ -74,8 +74,8 @@ class LoadedModel:
         }
 
 
-class ModelRegistry:
-    """Reads the alias and downloads and loads model versions from one MLflow server."""
+class MlflowModelLoader:
+    """MLflow download client: resolves the alias, downloads a version, loads and smoke-tests it."""
 
     def __init__(self, tracking_uri: str | None, *, extra_fields: ExtraFields = "forbid"):
         self.tracking_uri = tracking_uri or mlflow.get_tracking_uri()

@@ -1,4 +1,5 @@
-"""`trainer` console script: `trainer train` (one training run) and `trainer promote --version N`.
+"""`trainer` console script: `trainer train` (one training run), `trainer promote --version N` and
+`trainer wait-for-mlflow` (the chart's init container: block until MLflow answers /health).
 
 Flags override the TRAINER_* environment variables. Exit status: 0 when the run completed (whether or
 not the new model became champion), 1 for a problem to fix (bad data, MLflow unreachable), 2 for bad
@@ -13,7 +14,6 @@ import logging
 import os
 import sys
 
-from mlflow import MlflowClient
 from pydantic import ValidationError
 
 from trainer.config import Settings
@@ -52,6 +52,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     promote.add_argument("--version", required=True, help="model version to make champion")
     promote.add_argument("--model-name", help="registered model (TRAINER_MODEL_NAME)")
+    sub.add_parser(
+        "wait-for-mlflow",
+        help="exit 0 once MLflow answers /health, 1 after TRAINER_MLFLOW_WAIT_SECONDS without an answer",
+    )
     return parser.parse_args(argv)
 
 
@@ -65,7 +69,10 @@ def load_settings(args: argparse.Namespace) -> Settings:
 
 
 def run_promote(settings: Settings, version: str) -> dict:
-    from trainer.tracking import promote, wait_for_mlflow
+    from mlflow import MlflowClient  # imported here: `wait-for-mlflow` runs in a 128Mi init container
+
+    from trainer.gate import promote
+    from trainer.mlflow_health import wait_for_mlflow
 
     wait_for_mlflow(settings.mlflow_tracking_uri, settings.mlflow_wait_seconds)
     client = MlflowClient(settings.mlflow_tracking_uri)
@@ -97,9 +104,14 @@ def main(argv: list[str] | None = None) -> int:
 
             outcome = train(settings).summary()
             log.info("training run finished", extra=outcome)
-        else:
+        elif args.command == "promote":
             outcome = run_promote(settings, args.version)
             log.info("alias moved", extra=outcome)
+        else:
+            from trainer.mlflow_health import wait_for_mlflow
+
+            wait_for_mlflow(settings.mlflow_tracking_uri, settings.mlflow_wait_seconds)
+            outcome = {"mlflow": settings.mlflow_tracking_uri, "healthy": True}
     except TrainerError as exc:
         log.error("trainer failed: %s", exc)
         print(f"trainer: {exc}", file=sys.stderr)

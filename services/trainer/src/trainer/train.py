@@ -29,8 +29,9 @@ from trainer.config import Settings
 from trainer.data import RDATASETS_PREFIX, Features, Split, load_dataset, prepare, schema_summary, time_split
 from trainer.errors import TrainerError
 from trainer.evaluation import regression_metrics
+from trainer.gate import GateDecision, decide, promote
+from trainer.mlflow_health import wait_for_mlflow
 from trainer.reference import FEATURE_SPEC_FILE, REFERENCE_FILE, feature_spec, reference_sample
-from trainer.tracking import GateDecision, decide, promote, wait_for_mlflow
 
 log = logging.getLogger(__name__)
 
