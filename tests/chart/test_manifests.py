@@ -235,7 +235,12 @@ def test_trainer_is_a_post_install_hook_that_waits_for_mlflow(renders: Renders) 
     assert job["spec"]["backoffLimit"] >= 0 and job["spec"]["ttlSecondsAfterFinished"] > 0
     init = job["spec"]["template"]["spec"]["initContainers"]
     assert [c["name"] for c in init] == ["wait-for-mlflow"]
-    assert "/health" in init[0]["command"][-1]
+    assert (
+        init[0]["args"] == ["wait-for-mlflow"] and "command" not in init[0]
+    )  # the image's `trainer` entrypoint
+    assert init[0]["image"] == _container(job, "trainer")["image"]
+    env = {e["name"]: e["value"] for e in init[0]["env"]}
+    assert set(env) == {"MLFLOW_TRACKING_URI", "TRAINER_MLFLOW_WAIT_SECONDS"}
     assert _container(job, "trainer")["args"] == ["train"]
     upgrade = _the(renders("trainer-cronjob"), "Job", "trainer")
     assert upgrade["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"

@@ -140,3 +140,20 @@ def test_invalid_settings_exit_2_naming_the_setting() -> None:
     result = train_cli("http://127.0.0.1:1", TRAINER_CANDIDATES="xgboost")
     assert result.returncode == 2
     assert "candidates" in result.stderr and "xgboost" in result.stderr
+
+
+def test_wait_for_mlflow_exits_0_once_healthy_and_1_when_unreachable(champion: TrainedModel) -> None:
+    """The chart's init container: `trainer wait-for-mlflow`, the same wait the training run does."""
+    healthy = stack.run_cli(
+        ["trainer", "wait-for-mlflow"], env={"MLFLOW_TRACKING_URI": champion.tracking_uri}
+    )
+    assert healthy.returncode == 0, healthy.stderr
+    assert json.loads(healthy.stdout) == {"mlflow": champion.tracking_uri, "healthy": True}
+    port = stack.free_port()
+    down = stack.run_cli(
+        ["trainer", "wait-for-mlflow"],
+        env={"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}", "TRAINER_MLFLOW_WAIT_SECONDS": "1"},
+    )
+    assert down.returncode == 1
+    assert f"MLflow server http://127.0.0.1:{port} is unreachable after 1s" in down.stderr
+    assert "Traceback" not in down.stderr
