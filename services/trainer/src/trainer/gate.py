@@ -1,4 +1,8 @@
-"""The champion gate: the alias moves only to a model that beats the champion on the same test rows."""
+"""The champion gate: the alias moves only to a model that beats the champion on the same test rows.
+
+`compare` is the rule, a pure function; `score_champion` is the I/O (registry and model load) that
+feeds it, and `decide` joins the two for the training run.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +31,53 @@ class GateDecision:
     champion_rmse: float | None
 
 
+@dataclass(frozen=True)
+class ChampionScore:
+    """The current champion's result on the new model's test rows."""
+
+    version: str
+    rmse: float | None
+    """None when the champion cannot score these rows (other features or types)."""
+    error: str = ""
+    """Why it could not score them (the exception's type name)."""
+
+
+def compare(new_rmse: float, alias: str, champion: ChampionScore | None) -> GateDecision:
+    """Promote when there is no champion, when it cannot score the test rows, or when the new RMSE is lower."""
+    if champion is None:
+        return GateDecision(True, f"no model holds alias {alias!r} yet", None, None)
+    if champion.rmse is None:  # an incompatible champion cannot defend its title
+        reason = f"champion v{champion.version} cannot score this test data ({champion.error})"
+        return GateDecision(True, reason, champion.version, None)
+    if new_rmse < champion.rmse:
+        reason = f"test RMSE {new_rmse:.3f} beats champion v{champion.version} ({champion.rmse:.3f})"
+        return GateDecision(True, reason, champion.version, champion.rmse)
+    reason = f"test RMSE {new_rmse:.3f} does not beat champion v{champion.version} ({champion.rmse:.3f})"
+    return GateDecision(False, reason, champion.version, champion.rmse)
+
+
+def score_champion(
+    client: MlflowClient, model_name: str, alias: str, X_test: pd.DataFrame, y_test: np.ndarray
+) -> ChampionScore | None:
+    """The champion's RMSE on the test rows; None without a champion; TrainerError if it cannot be loaded."""
+    try:
+        current = client.get_model_version_by_alias(model_name, alias)
+    except MlflowException:
+        return None
+    try:
+        champion = mlflow.pyfunc.load_model(f"models:/{model_name}@{alias}")
+    except Exception as exc:  # MLflow down, artifact missing: no comparison, so no promotion either
+        raise TrainerError(
+            f"cannot load champion v{current.version} to compare with the new model: {exc}"
+        ) from exc
+    try:
+        predictions = np.asarray(champion.predict(X_test), dtype=float)
+        return ChampionScore(current.version, regression_metrics(y_test, predictions)["rmse"])
+    except Exception as exc:
+        log.warning("current champion cannot score the test data", exc_info=True)
+        return ChampionScore(current.version, None, type(exc).__name__)
+
+
 def decide(
     client: MlflowClient,
     model_name: str,
@@ -36,27 +87,7 @@ def decide(
     y_test: np.ndarray,
 ) -> GateDecision:
     """Compare with the current champion on the same test rows; no champion means promote."""
-    try:
-        current = client.get_model_version_by_alias(model_name, alias)
-    except MlflowException:
-        return GateDecision(True, f"no model holds alias {alias!r} yet", None, None)
-    try:
-        champion = mlflow.pyfunc.load_model(f"models:/{model_name}@{alias}")
-    except Exception as exc:  # MLflow down, artifact missing: no comparison, so no promotion either
-        raise TrainerError(
-            f"cannot load champion v{current.version} to compare with the new model: {exc}"
-        ) from exc
-    try:
-        champion_rmse = regression_metrics(y_test, np.asarray(champion.predict(X_test), dtype=float))["rmse"]
-    except Exception as exc:  # other features or types: an incompatible champion cannot defend its title
-        log.warning("current champion cannot score the test data", exc_info=True)
-        reason = f"champion v{current.version} cannot score this test data ({type(exc).__name__})"
-        return GateDecision(True, reason, current.version, None)
-    if new_rmse < champion_rmse:
-        reason = f"test RMSE {new_rmse:.3f} beats champion v{current.version} ({champion_rmse:.3f})"
-        return GateDecision(True, reason, current.version, champion_rmse)
-    reason = f"test RMSE {new_rmse:.3f} does not beat champion v{current.version} ({champion_rmse:.3f})"
-    return GateDecision(False, reason, current.version, champion_rmse)
+    return compare(new_rmse, alias, score_champion(client, model_name, alias, X_test, y_test))
 
 
 def promote(client: MlflowClient, model_name: str, alias: str, version: str) -> None:
