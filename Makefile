@@ -21,9 +21,9 @@ KUBECTL ?= $(shell command -v kubectl 2>/dev/null || echo $(abspath $(TOOLS))/bi
 KUBECTL_LAYER_VERSION ?= 2.2.2
 export HELM KUBECTL
 
-# Images: the chart's defaults (values.yaml) are these names and this tag.
+# Images: the chart's defaults (values.yaml) are these names and its appVersion as the tag.
 CONTAINER_ENGINE ?= $(shell command -v podman 2>/dev/null || command -v docker 2>/dev/null)
-IMAGE_TAG ?= 0.1.0
+IMAGE_TAG ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}/\1/p' charts/mlops/Chart.yaml)
 IMAGE_PREFIX ?= mlops-
 SERVICES := trainer predictor drift-monitor
 

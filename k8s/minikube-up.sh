@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Start (or reuse) a Minikube cluster that fits the mlops chart, enable metrics-server for the
 # predictor's HorizontalPodAutoscaler, and build the three service images and the MLflow server image straight into
-# Minikube's container runtime, so the chart's defaults (mlops-<svc>:0.1.0, IfNotPresent) need
-# no registry.
+# Minikube's container runtime, so the chart's defaults (mlops-<svc>:<appVersion from
+# charts/mlops/Chart.yaml>, IfNotPresent) need no registry.
 #
 #   bash k8s/minikube-up.sh            # or: make minikube-up
 #   MINIKUBE_CPUS=6 MINIKUBE_MEMORY=12g MINIKUBE_CNI=calico bash k8s/minikube-up.sh
@@ -18,7 +18,8 @@ MEMORY="${MINIKUBE_MEMORY:-8g}"
 DISK="${MINIKUBE_DISK:-30g}"
 # Empty: Minikube's default CNI, which ignores NetworkPolicies; "calico" enforces the chart's (on by default).
 CNI="${MINIKUBE_CNI:-}"
-IMAGE_TAG="${IMAGE_TAG:-0.1.0}"
+# The chart's appVersion: the tag its image values default to.
+IMAGE_TAG="${IMAGE_TAG:-$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}/\1/p' charts/mlops/Chart.yaml)}"
 SERVICES=(trainer predictor drift-monitor)
 
 need() { command -v "$1" >/dev/null || { echo "error: $1 not found on PATH ($2)" >&2; exit 1; }; }

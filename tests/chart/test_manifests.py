@@ -24,6 +24,7 @@ from tests.chart.conftest import (
     env_value,
     labels,
 )
+from tests.version import app_version
 
 SERVICE_CONTAINERS = ("trainer", "predictor", "drift-monitor")
 
@@ -221,7 +222,7 @@ def test_default_images_are_what_make_images_builds(default: Rendered) -> None:
         for c in containers(template, init=False)
     }
     for service in SERVICE_CONTAINERS:
-        assert images[service] == (f"mlops-{service}:0.1.0", "IfNotPresent")
+        assert images[service] == (f"mlops-{service}:{app_version()}", "IfNotPresent")
 
 
 # ------------------------------------------------------------------------------ jobs

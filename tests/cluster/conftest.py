@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.cluster import kube
+from tests.version import app_version
 
 IMAGES = ("mlops-trainer", "mlops-predictor", "mlops-drift-monitor", "mlops-mlflow")
 TIMINGS: list[tuple[str, float]] = []
@@ -75,5 +76,5 @@ def images(cluster: str, stage) -> tuple[str, ...]:
         with stage("build the four images (make images)"):
             kube.run(["make", "--no-print-directory", "images"], timeout=1800)
         with stage("load the four images into the cluster"):
-            kube.run([*loader, *(f"{name}:0.1.0" for name in IMAGES)], timeout=900)
+            kube.run([*loader, *(f"{name}:{app_version()}" for name in IMAGES)], timeout=900)
     return IMAGES

@@ -1,7 +1,7 @@
 """The project's skaffold.yaml on a real cluster: `skaffold run`, then `skaffold dev` for one rebuild.
 
 Skaffold runs in a throwaway copy of the working tree (its own git commit, so the default gitCommit
-tagger works), because the dev loop is driven by editing a source file. Where the images go is the
+tagger works), because the dev loop is driven by editing a file of the predictor's build context. Where the images go is the
 user's setting: SKAFFOLD_DEFAULT_REPO (localhost:5000 for kube-cluster; unset with Minikube's
 docker-env, where nothing is pushed).
 """
@@ -20,12 +20,13 @@ import pytest
 
 from tests.cluster import kube
 from tests.images.conftest import clean_context
+from tests.version import app_version
 
 pytestmark = pytest.mark.timeout(3600)
 NAMESPACE = "mlops"  # skaffold.yaml's release namespace
 RELEASE = "mlops"
 MODEL = "hotel-adr"
-DEV_VERSION = "0.1.0+skaffold-dev"
+DEV_VERSION = f"{app_version()}+skaffold.dev"  # PEP 440 normal form, as metadata reports it
 
 
 @pytest.fixture(scope="module")
@@ -90,10 +91,11 @@ def test_skaffold_dev_rebuilds_on_a_source_change(workdir: Path, stage) -> None:
                 kube.wait_for(lambda: _dev_alive(dev) and "Watching for changes" in log_path.read_text(), 900,
                               interval=3, what="skaffold dev watching")  # fmt: skip
             before = predictor_images(ns)
-            source = workdir / "services" / "predictor" / "src" / "predictor" / "__init__.py"
-            source.write_text(
-                source.read_text().replace('__version__ = "0.1.0"', f'__version__ = "{DEV_VERSION}"')
-            )
+            # The package version is predictor.__version__ (importlib.metadata), served in /openapi.json.
+            source = workdir / "services" / "predictor" / "pyproject.toml"
+            released = f'version = "{app_version()}"'
+            assert released in source.read_text()
+            source.write_text(source.read_text().replace(released, f'version = "{DEV_VERSION}"'))
             with stage("skaffold dev: edit -> rebuild -> predictor serves the change"):
                 kube.wait_for(lambda: _dev_alive(dev) and predictor_images(ns) != before, 900, interval=3,
                               what="a new predictor image deployed")  # fmt: skip

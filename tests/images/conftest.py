@@ -18,9 +18,10 @@ import pytest
 
 from tests import stack
 from tests.images import podman as pm
+from tests.version import app_version
 
 REPO = stack.REPO
-VERSION = "0.1.0"
+VERSION = app_version()
 # name -> build context (the chart's default image names; docs/interfaces.md, "Names")
 CONTEXTS = {
     "mlops-trainer": REPO / "services" / "trainer",

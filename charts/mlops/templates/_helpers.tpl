@@ -52,10 +52,13 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- end }}
 
 {{/*
-"repository:tag" of an image values block ({repository, tag, pullPolicy}).
+"repository:tag" of an image values block ({repository, tag, pullPolicy}). An empty tag is the
+chart's appVersion, the project's one version, so the chart and the images it was released with
+move together. Call with (dict "root" $ "image" .Values.predictor.image).
 */}}
 {{- define "mlops.image" -}}
-{{- printf "%s:%s" .repository (include "mlops.scalar" .tag) }}
+{{- $tag := include "mlops.scalar" .image.tag | default .root.Chart.AppVersion }}
+{{- printf "%s:%s" .image.repository $tag }}
 {{- end }}
 
 {{/*
@@ -179,7 +182,7 @@ trainer's own image, so no extra image is needed. Call with (dict "root" $ "imag
 */}}
 {{- define "mlops.waitForMlflow" -}}
 - name: wait-for-mlflow
-  image: {{ include "mlops.image" .image }}
+  image: {{ include "mlops.image" (dict "root" .root "image" .image) }}
   imagePullPolicy: {{ .image.pullPolicy }}
   args: [wait-for-mlflow]
   env:
@@ -223,7 +226,7 @@ initContainers:
   {{- include "mlops.waitForMlflow" (dict "root" . "image" .Values.trainer.image) | nindent 2 }}
 containers:
   - name: trainer
-    image: {{ include "mlops.image" .Values.trainer.image }}
+    image: {{ include "mlops.image" (dict "root" . "image" .Values.trainer.image) }}
     imagePullPolicy: {{ .Values.trainer.image.pullPolicy }}
     # `trainer train` (as `make train`); the CLI's other subcommand, `promote`, is for humans.
     args: [train]
