@@ -1,7 +1,12 @@
-"""The documentation says what the code does: make targets, settings, runbook anchors, links.
+"""The documentation says what the code does, and each topic has one home that a test checks.
 
-Fast and offline: parses README.md, docs/*.md, the Makefile, values.yaml and the alert rules, and
-imports the three services' Settings classes (no server, no cluster).
+Fast and offline: parses README.md, docs/*.md, k8s/README.md, services/*/README.md, the Makefile,
+values.yaml, the alert rules and k8s/minikube-up.sh, imports the three services' Settings classes and
+reads the default data with the trainer's own code (no server, no cluster). One test compares
+docs/model.md's metric tables with a real training run (the session `champion`: integration).
+
+Homes: settings → docs/interfaces.md; the drift method → services/drift-monitor/README.md; the
+Minikube walkthrough → k8s/README.md (tests/cluster runs it); the data and the model → docs/model.md.
 """
 
 from __future__ import annotations
@@ -16,15 +21,26 @@ import yaml
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from tests.conftest import TrainedModel
+
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
 DOCS = sorted((REPO / "docs").glob("*.md"))
+INTERFACES = REPO / "docs" / "interfaces.md"
+MODEL_DOC = REPO / "docs" / "model.md"
+SECURITY_DOC = REPO / "docs" / "security.md"
+RUNBOOK = REPO / "docs" / "runbook.md"
+K8S_README = REPO / "k8s" / "README.md"
+SERVICE_READMES = sorted((REPO / "services").glob("*/README.md"))
 MAKEFILE = REPO / "Makefile"
+CHART = REPO / "charts" / "mlops" / "Chart.yaml"
 VALUES = REPO / "charts" / "mlops" / "values.yaml"
 ALERT_RULES = REPO / "charts" / "mlops" / "rules" / "alerts.yaml"
-RUNBOOK = REPO / "docs" / "runbook.md"
+MINIKUBE_UP = REPO / "k8s" / "minikube-up.sh"
+README_MAX_LINES = 200
 
-# Read by each service's logging.py rather than its Settings (docs/interfaces.md, "Names").
+# Shared by the three services. Where a service's Settings has no field for one (it reads it in its
+# logging setup), this is the default the docs show; where it has a field, the field's default wins.
 LOGGING_VARIABLES = {"LOG_LEVEL": "INFO", "LOG_FORMAT": "auto"}
 
 FENCE = re.compile(r"^(```|~~~)[^\n]*\n(.*?)^\1[ \t]*$", re.S | re.M)
@@ -36,7 +52,12 @@ TARGET_TOKEN = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 # ----------------------------------------------------------------------------------- helpers
 def markdown_files() -> list[Path]:
-    return [README, *DOCS]
+    """Every markdown file a reader reaches from the README."""
+    return [README, *DOCS, K8S_README, *SERVICE_READMES]
+
+
+def doc_id(path: Path) -> str:
+    return path.relative_to(REPO).as_posix()
 
 
 def code_snippets(text: str) -> list[str]:
@@ -89,7 +110,7 @@ def github_slugs(text: str) -> set[str]:
 def section(text: str, title: str) -> str:
     """The body of the first `## ...` heading that contains `title`, up to the next `## ` heading."""
     match = re.search(rf"^##\s+[^\n]*{re.escape(title)}[^\n]*$(.*?)(?=^##\s|\Z)", text, re.M | re.S)
-    assert match, f"README.md has no '## ...{title}...' section"
+    assert match, f"no '## ...{title}...' section"
     return match.group(1)
 
 
@@ -120,24 +141,28 @@ def settings_variables() -> dict[str, list[FieldInfo | None]]:
     """Every environment variable a service reads, with the Settings field(s) behind it.
 
     MLFLOW_TRACKING_URI is a field of all three (with different defaults); LOG_LEVEL and LOG_FORMAT
-    are read by the logging setup, so they carry no field.
+    carry no field (None) for a service that reads them in its logging setup instead of its Settings.
     """
     from drift_monitor.config import Settings as DriftMonitorSettings
     from predictor.config import Settings as PredictorSettings
     from trainer.config import Settings as TrainerSettings
 
-    variables: dict[str, list[FieldInfo | None]] = {name: [None] for name in LOGGING_VARIABLES}
+    variables: dict[str, list[FieldInfo | None]] = {}
     for cls in (TrainerSettings, PredictorSettings, DriftMonitorSettings):
         prefix = cls.model_config.get("env_prefix", "")
+        fields = {}
         for name, field in cls.model_fields.items():
             alias = field.validation_alias
-            env = alias if isinstance(alias, str) else f"{prefix}{name}".upper()
+            fields[alias if isinstance(alias, str) else f"{prefix}{name}".upper()] = field
+        for env in LOGGING_VARIABLES:
+            fields.setdefault(env, None)
+        for env, field in fields.items():
             variables.setdefault(env, []).append(field)
     return variables
 
 
 def rendered_default(field: FieldInfo) -> str | None:
-    """The default as the README should show it, or None when it is not a plain value."""
+    """The default as the settings table should show it, or None when it is not a plain value."""
     default = field.default
     if default is PydanticUndefined:
         return None
@@ -155,8 +180,8 @@ def rendered_default(field: FieldInfo) -> str | None:
 
 
 def config_rows() -> list[dict[str, str]]:
-    rows = [r for r in table_rows(section(README.read_text(), "Configuration")) if "variable" in " ".join(r)]
-    assert rows, "README.md's Configuration section has no table with a 'variable' column"
+    rows = [r for r in table_rows(section(INTERFACES.read_text(), "Settings")) if "variable" in " ".join(r)]
+    assert rows, "docs/interfaces.md's Settings section has no table with a 'variable' column"
     return rows
 
 
@@ -165,7 +190,7 @@ def variables_in(cell: str) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------- tests
-@pytest.mark.parametrize("doc", markdown_files(), ids=lambda p: p.relative_to(REPO).as_posix())
+@pytest.mark.parametrize("doc", markdown_files(), ids=doc_id)
 def test_make_targets_in_docs_exist(doc: Path) -> None:
     targets = makefile_targets()
     named = {t for invocation in make_invocations(doc.read_text()) for t in invocation}
@@ -176,16 +201,30 @@ def test_readme_quickstart_is_make_demo_and_make_test() -> None:
     invocations = make_invocations(README.read_text())
     assert ["demo"] in invocations
     assert ["test"] in invocations
+    assert ["test-unit"] in invocations or "make test-unit" in README.read_text()
 
 
-def test_readme_configuration_table_lists_every_setting() -> None:
+def test_readme_is_short() -> None:
+    lines = len(README.read_text().splitlines())
+    assert lines <= README_MAX_LINES, f"README.md has {lines} lines; move detail to its home (docs/, k8s/)"
+
+
+def test_readme_links_every_doc() -> None:
+    """Every docs page, k8s/README.md and each service README is one hop from the README's map."""
+    linked = {unquote(t).partition("#")[0] for t in LINK.findall(FENCE.sub("", README.read_text()))}
+    pages = [*DOCS, K8S_README, *SERVICE_READMES]
+    unlinked = [doc_id(p) for p in pages if doc_id(p) not in linked]
+    assert unlinked == [], "pages the README does not link to"
+
+
+def test_settings_table_lists_every_setting() -> None:
     documented = {v for row in config_rows() for v in variables_in(column(row, "variable"))}
     expected = set(settings_variables())
-    assert expected - documented == set(), "settings missing from README's configuration table"
-    assert documented - expected == set(), "README documents variables no service reads"
+    assert expected - documented == set(), "settings missing from docs/interfaces.md's table"
+    assert documented - expected == set(), "docs/interfaces.md documents variables no service reads"
 
 
-def test_readme_configuration_defaults_match_settings() -> None:
+def test_settings_table_defaults_match_settings() -> None:
     variables = settings_variables()
     wrong = {}
     for row in config_rows():
@@ -200,10 +239,10 @@ def test_readme_configuration_defaults_match_settings() -> None:
                     expected = rendered_default(field)
                 if expected is not None and expected not in cell:
                     wrong[name] = (cell, expected)
-    assert wrong == {}, "README default differs from the Settings default: {name: (README, code)}"
+    assert wrong == {}, "documented default differs from the Settings default: {name: (docs, code)}"
 
 
-def test_readme_configuration_chart_values_exist() -> None:
+def test_settings_table_chart_values_exist() -> None:
     values = yaml.safe_load(VALUES.read_text())
     missing = []
     for row in config_rows():
@@ -214,26 +253,69 @@ def test_readme_configuration_chart_values_exist() -> None:
                     missing.append(path)
                     break
                 node = node[key]
-    assert missing == [], "README names chart values that charts/mlops/values.yaml lacks"
+    assert missing == [], "docs/interfaces.md names chart values that charts/mlops/values.yaml lacks"
+
+
+@pytest.mark.parametrize("doc", [d for d in markdown_files() if d != INTERFACES], ids=doc_id)
+def test_settings_table_lives_only_in_interfaces(doc: Path) -> None:
+    """No second settings table: no table with a variable and a default column, no row per variable."""
+    variables = set(settings_variables())
+    copies = []
+    for row in table_rows(FENCE.sub("", doc.read_text())):
+        header = " ".join(row)
+        first = next(iter(row.values()), "")
+        if "variable" in header and "default" in header:
+            copies.append(first)
+        elif set(re.split(r"[\s,`]+", first.strip(" `"))) <= variables:
+            copies.append(first)  # the first cell is nothing but settings names: a settings row
+    assert copies == [], f"{doc_id(doc)} repeats settings rows; they live in docs/interfaces.md"
 
 
 def test_runbook_anchors_of_alert_rules_exist() -> None:
-    rules = yaml.safe_load(ALERT_RULES.read_text())
     slugs = github_slugs(RUNBOOK.read_text())
     missing = {}
-    for group in rules["groups"]:
-        for rule in group["rules"]:
-            if "alert" not in rule:
-                continue
-            url = rule.get("annotations", {}).get("runbook_url", "")
-            path, _, anchor = url.partition("#")
-            assert path.endswith("/docs/runbook.md"), f"{rule['alert']}: runbook_url {url!r}"
-            if anchor not in slugs:
-                missing[rule["alert"]] = anchor
+    for rule in alert_rules():
+        url = rule.get("annotations", {}).get("runbook_url", "")
+        path, _, anchor = url.partition("#")
+        assert path.endswith("/docs/runbook.md"), f"{rule['alert']}: runbook_url {url!r}"
+        if anchor not in slugs:
+            missing[rule["alert"]] = anchor
     assert missing == {}, "alert rules link to runbook sections that do not exist"
 
 
-@pytest.mark.parametrize("doc", markdown_files(), ids=lambda p: p.relative_to(REPO).as_posix())
+def alert_rules() -> list[dict]:
+    rules = yaml.safe_load(ALERT_RULES.read_text())
+    return [rule for group in rules["groups"] for rule in group["rules"] if "alert" in rule]
+
+
+def minutes(duration: str) -> float:
+    match = re.fullmatch(r"(\d+)([smh])", duration)
+    assert match, f"unexpected duration {duration!r}"
+    return int(match.group(1)) * {"s": 1 / 60, "m": 1, "h": 60}[match.group(2)]
+
+
+def what_paragraph(alert: str) -> str:
+    body = section(RUNBOOK.read_text(), alert)
+    match = re.search(r"\*\*What:\*\*(.*?)(?:\n\n|\Z)", body, re.S)
+    assert match, f"runbook section {alert} has no **What:** paragraph"
+    return " ".join(match.group(1).split())
+
+
+@pytest.mark.parametrize("rule", alert_rules(), ids=lambda r: r["alert"])
+def test_runbook_quotes_the_rule_duration_and_thresholds(rule: dict) -> None:
+    """The runbook's "for N minutes", "N%" and "N ms" are the rule's `for:` and thresholds."""
+    what = what_paragraph(rule["alert"])
+    durations = [float(n) for n in re.findall(r"\bfor (\d+) minutes?\b", what)]
+    durations += [minutes(d) for d in re.findall(r"`for: (\d+[smh])`", what)]
+    assert minutes(rule["for"]) in durations, f"{rule['alert']}: the runbook lacks `for: {rule['for']}`"
+    numbers = {float(n) for n in re.findall(r"[<>=]\s*(\d+(?:\.\d+)?)", rule["expr"])}
+    for percent in re.findall(r"(\d+(?:\.\d+)?)\s?%", what):
+        assert float(percent) / 100 in numbers, f"{rule['alert']}: {percent}% is not in {rule['expr']!r}"
+    for millis in re.findall(r"(\d+)\s?ms\b", what):
+        assert float(millis) / 1000 in numbers, f"{rule['alert']}: {millis} ms is not in {rule['expr']!r}"
+
+
+@pytest.mark.parametrize("doc", markdown_files(), ids=doc_id)
 def test_relative_links_resolve(doc: Path) -> None:
     text = doc.read_text()
     broken = []
@@ -251,3 +333,89 @@ def test_relative_links_resolve(doc: Path) -> None:
         if not file.exists() or missing_anchor:
             broken.append(target)
     assert broken == [], f"{doc.name} has links to missing files or headings"
+
+
+@pytest.mark.parametrize("doc", markdown_files(), ids=doc_id)
+def test_docs_do_not_spell_the_version(doc: Path) -> None:
+    """The chart's appVersion is the one version; docs say "the chart's appVersion" instead."""
+    version = str(yaml.safe_load(CHART.read_text())["appVersion"])
+    assert not re.search(rf"(?<![\d.]){re.escape(version)}(?![\d.])", doc.read_text()), doc_id(doc)
+
+
+# --------------------------------------------------------- numbers in prose, against their source
+def test_minikube_size_matches_minikube_up() -> None:
+    script = MINIKUBE_UP.read_text()
+    cpus = re.search(r'CPUS="\$\{MINIKUBE_CPUS:-(\d+)\}"', script)
+    memory = re.search(r'MEMORY="\$\{MINIKUBE_MEMORY:-(\d+)g\}"', script)
+    assert cpus and memory, "k8s/minikube-up.sh no longer sets its defaults as CPUS=/MEMORY="
+    stated = re.findall(r"(\d+) CPUs(?:,| and) (\d+) GiB", K8S_README.read_text())
+    assert stated and set(stated) == {(cpus.group(1), memory.group(1))}, stated
+
+
+def test_security_doc_uid_matches_the_chart() -> None:
+    uids = {str(u) for u in re.findall(r"runAsUser: (\d+)", VALUES.read_text())}
+    stated = set(re.findall(r"UID (\d+)", SECURITY_DOC.read_text()))
+    assert stated and stated <= uids, (stated, uids)
+
+
+def parse_number(cell: str) -> float:
+    return float(cell.replace("−", "-").replace(",", "").replace("*", "").strip())
+
+
+def test_model_doc_data_figures_match_the_data() -> None:
+    """Rows, dates, feature counts and the split windows of docs/model.md, from the trainer's code."""
+    from trainer.config import Settings
+    from trainer.data import load_dataset, prepare, time_split
+
+    settings = Settings()
+    features = prepare(
+        load_dataset(settings.dataset),
+        target=settings.target,
+        date_column=settings.date_column,
+        drop_columns=settings.drop_columns,
+        min_rows=settings.min_rows,
+    )
+    split = time_split(
+        features.dates,
+        validation_fraction=settings.validation_fraction,
+        test_fraction=settings.test_fraction,
+    )
+    text = section(MODEL_DOC.read_text(), "The problem and the data")
+    prose = " ".join(text.split())
+    first, last = features.dates.min().date(), features.dates.max().date()
+    n_numeric, n_categorical = len(features.numeric), len(features.categorical)
+    assert f"**{len(features.X):,} bookings**, arrival dates **{first} → {last}**" in prose
+    assert f"{n_numeric + n_categorical} features reach the model: {n_numeric} numeric" in prose
+    assert f"and {n_categorical} categorical" in prose
+    for name in features.categorical:
+        assert f"`{name}`" in text, f"categorical feature {name} not listed"
+    windows = {row["window"]: row for row in table_rows(text) if "window" in row}
+    for window, rows in (("train", split.train), ("validation", split.validation), ("test", split.test)):
+        dates = features.dates.iloc[rows]
+        assert parse_number(windows[window]["rows"]) == len(rows), window
+        span = f"{dates.min().date()} → {dates.max().date()}"
+        assert windows[window]["arrival dates"].startswith(span), (window, span)
+
+
+def test_model_doc_metrics_match_a_training_run(champion: TrainedModel) -> None:
+    """The validation and test tables of docs/model.md are what `trainer train` prints today."""
+    outcome = champion.outcome
+    text = section(MODEL_DOC.read_text(), "Results")
+    wrong = {}
+    for row in table_rows(text):
+        label = next(iter(row.values()))
+        names = re.findall(r"`([a-z_]+)`", label)
+        header = next(iter(row))
+        if header.startswith("validation"):
+            measured = outcome["validation"][names[0]]
+        elif "baseline" in label:
+            measured = outcome["baseline_test"]
+        else:
+            assert names[0] == outcome["winner"], ("the test table's model is not the winner", outcome)
+            measured = outcome["test"]
+        for key, metric in (("rmse", "rmse"), ("mae", "mae"), ("r²", "r2")):
+            stated = row[key]
+            decimals = len(stated.split(".")[1]) if "." in stated else 0
+            if round(measured[metric], decimals) != parse_number(stated):
+                wrong[f"{label} {key}"] = (stated, round(measured[metric], decimals))
+    assert wrong == {}, "docs/model.md's metrics differ from a training run: {row: (docs, run)}"

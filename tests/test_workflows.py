@@ -100,4 +100,4 @@ def test_cluster_tests_install_the_chart_as_documented(doc: str) -> None:
 
     documented = re.findall(r"^helm install mlops charts/mlops .*$", (REPO / doc).read_text(), re.M)
     assert " ".join(INSTALL) in documented
-    assert "--wait" not in INSTALL, "the trainer hook gates readiness: no --wait (README, Minikube)"
+    assert "--wait" not in INSTALL, "the trainer hook gates readiness: no --wait (k8s/README.md, Minikube)"

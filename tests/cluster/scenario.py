@@ -1,5 +1,5 @@
 """Pieces of the cluster scenario that are more than one kubectl call: in-cluster load and probes,
-the README's curl examples, and Prometheus queries through a port-forward."""
+the walkthrough's curl examples (k8s/README.md), and Prometheus queries through a port-forward."""
 
 from __future__ import annotations
 
@@ -134,7 +134,8 @@ def reachable_from_pod(ns: kube.Namespace, pod: str, targets: list[str]) -> dict
 
 
 def readme_curl_examples(readme: Path, section: str) -> list[str]:
-    """Every `curl` command in the ```bash blocks of one README section, as a user copies them."""
+    """Every `curl` command in the ```bash blocks of one `## ` section of a markdown file (its `###`
+    subsections included), as a user copies them."""
     text = readme.read_text()
     body = text.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
     commands = []
@@ -146,7 +147,7 @@ def readme_curl_examples(readme: Path, section: str) -> list[str]:
 
 
 def run_curl(command: str, base_url: str) -> dict:
-    """Run a README curl command against the forwarded port; its JSON answer."""
+    """Run a documented curl command against the forwarded port; its JSON answer."""
     command = command.replace("http://127.0.0.1:8080", base_url)
     out = subprocess.run(
         ["bash", "-c", command + " --fail-with-body"], capture_output=True, text=True, timeout=60

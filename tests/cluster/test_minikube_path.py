@@ -1,4 +1,5 @@
-"""The README's Minikube section on a real cluster, as a user runs it, then the day-2 operations.
+"""The Minikube walkthrough (k8s/README.md) on a real cluster, as a user runs it, then the day-2
+operations (docs/operations.md).
 
 One release, one namespace that enforces the `restricted` PodSecurity profile, NetworkPolicies on
 (the chart's default). The tests run in file order and build on each other: install, predict,
@@ -25,7 +26,8 @@ from tests.cluster.conftest import REPORT
 NAMESPACE = os.environ.get("CLUSTER_NAMESPACE", "mlops")
 RELEASE = "mlops"
 MODEL = "hotel-adr"
-README = kube.REPO / "README.md"
+# The Minikube walkthrough's home; the README repeats its install line (tests/test_workflows.py).
+WALKTHROUGH = kube.REPO / "k8s" / "README.md"
 DASHBOARD = kube.REPO / "charts" / "mlops" / "dashboards" / "mlops.json"
 # Install and the scenario take 15-25 minutes on 2 cores; each step has its own, tighter timeout.
 pytestmark = pytest.mark.timeout(3600)
@@ -90,7 +92,7 @@ def release(cluster: str, images: tuple[str, ...], stage) -> Iterator[Release]:
 
 
 def test_helm_install_registers_the_champion(release: Release, stage) -> None:
-    """`helm install` as the README types it; the trainer hook has registered a champion when it returns.
+    """`helm install` as the README and k8s/README.md type it; the trainer hook has registered a champion when it returns.
 
     While the hook trains, no predictor is Ready: a drift check started then must end cleanly."""
     ns = release.ns
@@ -146,9 +148,9 @@ def test_predictor_rollout_and_helm_test(release: Release, stage) -> None:
 
 
 def test_readme_curl_examples_through_port_forward(release: Release) -> None:
-    """The README's own curl commands, copied from the file, through `kubectl port-forward`."""
+    """The walkthrough's own curl commands, copied from k8s/README.md, through `kubectl port-forward`."""
     url = release.forward("predictor", 8080)
-    commands = scenario.readme_curl_examples(README, "Minikube")
+    commands = scenario.readme_curl_examples(WALKTHROUGH, "Minikube")
     assert len(commands) >= 3, commands
     answers = [scenario.run_curl(c, url) for c in commands]
     metadata, single, split = answers[:3]
@@ -169,7 +171,7 @@ def test_readme_curl_examples_through_port_forward(release: Release) -> None:
 
 
 def make_load(url: str, mode: str, duration: str, users: int = 10) -> str:
-    """`make load` as the README runs it; exit 0 means no failed request."""
+    """`make load` as k8s/README.md runs it; exit 0 means no failed request."""
     out = kube.run(["make", "--no-print-directory", "load", f"HOST={url}", f"USERS={users}", "SPAWN_RATE=10",
                     f"DURATION={duration}", f"MODE={mode}"], timeout=600)  # fmt: skip
     return out.stdout
@@ -180,7 +182,7 @@ def drift_check(release: Release) -> dict:
 
 
 def drift_check_in(ns: kube.Namespace, release_name: str) -> dict:
-    """`kubectl create job --from=cronjob/...`, as the README's drift-now; the JSON report it prints."""
+    """`kubectl create job --from=cronjob/...`, as k8s/README.md's drift-now; the JSON report it prints."""
     name = scenario.unique("drift-now")
     ns.kubectl("create", "job", f"--from=cronjob/{release_name}-drift-monitor", name)
     logs = ns.wait_job(name, 600)
@@ -355,7 +357,7 @@ def test_helm_rollback_and_model_rollback(release: Release, stage) -> None:
     kube.run(["helm", "test", RELEASE, "-n", NAMESPACE, "--timeout", "5m"], timeout=330)
 
 
-# What `helm uninstall` leaves behind, as README ("Minikube") and docs/operations.md say: the MLflow
+# What `helm uninstall` leaves behind, as k8s/README.md ("Minikube") and docs/operations.md say: the MLflow
 # PVC (helm.sh/resource-policy: keep), the last trainer hook Job with its pod (deleted by its TTL)
 # and the last `helm test` pod (hooks are not part of the release; the next `helm test` replaces it).
 KEPT_AFTER_UNINSTALL = {
