@@ -313,6 +313,8 @@ def test_runbook_quotes_the_rule_duration_and_thresholds(rule: dict) -> None:
         assert float(percent) / 100 in numbers, f"{rule['alert']}: {percent}% is not in {rule['expr']!r}"
     for millis in re.findall(r"(\d+)\s?ms\b", what):
         assert float(millis) / 1000 in numbers, f"{rule['alert']}: {millis} ms is not in {rule['expr']!r}"
+    for age in re.findall(r"over (\d+) minutes old", what):
+        assert float(age) * 60 in numbers, f"{rule['alert']}: {age} minutes is not in {rule['expr']!r}"
 
 
 @pytest.mark.parametrize("doc", markdown_files(), ids=doc_id)
@@ -352,10 +354,11 @@ def test_minikube_size_matches_minikube_up() -> None:
     assert stated and set(stated) == {(cpus.group(1), memory.group(1))}, stated
 
 
-def test_security_doc_uid_matches_the_chart() -> None:
-    uids = {str(u) for u in re.findall(r"runAsUser: (\d+)", VALUES.read_text())}
-    stated = set(re.findall(r"UID (\d+)", SECURITY_DOC.read_text()))
-    assert stated and stated <= uids, (stated, uids)
+def test_stated_uid_matches_the_chart() -> None:
+    uids = set(re.findall(r"runAsUser: (\d+)", VALUES.read_text()))
+    stated = {uid for doc in markdown_files() for uid in re.findall(r"\bUID (\d+)", doc.read_text())}
+    assert re.search(r"\bUID \d+", SECURITY_DOC.read_text()), "docs/security.md names the pods' UID"
+    assert stated <= uids, (stated, uids)
 
 
 def parse_number(cell: str) -> float:
