@@ -29,6 +29,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def default_pip_requirements() -> Iterator[None]:
+    """Models the tests log in process get MLflow's default requirements: inferring them runs a Python
+    subprocess that imports the model (15-30 s a model on 2 cores), and no test reads them. The trainer
+    and the predictor run as they ship in the server tests."""
+    import mlflow.models
+
+    def defaults(_path: str, _flavor: str, fallback: list[str] | None = None) -> list[str]:
+        return fallback or []
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mlflow.models, "infer_pip_requirements", defaults)
+        yield
+
+
 @pytest.fixture(scope="session")
 def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("stack")
