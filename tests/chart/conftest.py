@@ -68,7 +68,40 @@ SCENARIOS: dict[str, list[str]] = {
         "--set",
         "trainer.cronJob.enabled=true",
     ],
+    # Release-wide pod additions, and components that replace or add to them (test_pod_extras.py).
+    "pod-extras": [
+        "--set-json",
+        'podLabels={"team": "ml", "cost-center": "42"}',
+        "--set-json",
+        'podAnnotations={"example.com/owner": "ml-team"}',
+        "--set-json",
+        'extraEnv=[{"name": "HTTPS_PROXY", "value": "http://proxy.example:3128"}]',
+        "--set-json",
+        'extraEnvFrom=[{"configMapRef": {"name": "proxy-settings"}}]',
+        "--set-json",
+        'extraVolumes=[{"name": "ca-bundle", "configMap": {"name": "ca-bundle"}}]',
+        "--set-json",
+        'extraVolumeMounts=[{"name": "ca-bundle", "mountPath": "/etc/ssl/extra", "readOnly": true}]',
+        "--set-json",
+        'predictor.podLabels={"team": "serving"}',
+        "--set-json",
+        'predictor.extraEnv=[{"name": "HTTPS_PROXY", "value": "http://predictor-proxy.example:3128"},'
+        ' {"name": "SENTRY_DSN", "valueFrom": {"secretKeyRef": {"name": "sentry", "key": "dsn"}}}]',
+        "--set-json",
+        'mlflow.extraEnvFrom=[{"secretRef": {"name": "mlflow-s3"}}]',
+        "--set-json",
+        'trainer.extraVolumes=[{"name": "ca-bundle", "secret": {"secretName": "trainer-ca"}}]',
+        "--set-json",
+        'monitoring.prometheus.podAnnotations={"example.com/scrape-tier": "internal"}',
+        "--set",
+        "trainer.cronJob.enabled=true",
+        "--set",
+        "apiToken.enabled=true",
+    ],
 }
+
+# Names a scenario's extraEnv adds: the user's own variables, not settings of the services.
+EXTRA_ENV_NAMES: dict[str, set[str]] = {"pod-extras": {"HTTPS_PROXY", "SENTRY_DSN"}}
 
 MAKE_TOOLS = (
     "run `make tools` (helm and kubectl into .tools/bin, checkov into .tools/checkov, .venv via setup)"

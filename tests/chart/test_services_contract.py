@@ -10,7 +10,15 @@ from typing import Any
 
 import pytest
 
-from tests.chart.conftest import SCENARIOS, Rendered, Renders, containers, env_names, env_value
+from tests.chart.conftest import (
+    EXTRA_ENV_NAMES,
+    SCENARIOS,
+    Rendered,
+    Renders,
+    containers,
+    env_names,
+    env_value,
+)
 
 # Read by every service outside its prefix (docs/interfaces.md, "Names"), or by the MLflow client
 # library itself (MLFLOW_DISABLE_TELEMETRY), not by a Settings class.
@@ -57,6 +65,7 @@ def test_env_names_are_settings_fields(renders: Renders, scenario: str) -> None:
                 continue
             seen.add(container["name"])
             known = env_vars_of(settings_class(container["name"])) | COMMON_ENV
+            known |= EXTRA_ENV_NAMES.get(scenario, set())
             unknown = sorted(set(env_names(container)) - known)
             assert not unknown, (
                 f"{obj['kind']}/{obj['metadata']['name']}: {unknown} are not settings of {container['name']}"

@@ -167,6 +167,99 @@ priorityClassName: {{ . | quote }}
 {{- end }}
 
 {{/*
+What a user adds to a component's pods: the release-wide values merged with the component's own.
+A component's podLabels/podAnnotations key, extraEnv name or extraVolumes name replaces the
+release-wide one; extraEnvFrom and extraVolumeMounts add up (release-wide first). One part per
+call, rendered where it belongs:
+  "metadata"      the pod's labels (the chart's, then podLabels) and annotations (`annotations`,
+                  the chart's own such as config checksums, then podAnnotations)
+  "env"           EnvVar entries (extraEnv) after the chart's own
+  "envFrom"       EnvFromSource entries (extraEnvFrom)
+  "volumeMounts"  mounts of the main container (extraVolumeMounts)
+  "volumes"       volumes of the pod (extraVolumes)
+What the chart sets is never replaced silently: a podLabels key among the chart's labels (the
+selectors depend on them), a podAnnotations key among `annotations`, an extraEnv name among
+`reserved` or the component's `env` map, and an extraVolumes name among `reserved` fail the render.
+Call with (dict "root" $ "component" "predictor" "values" .Values.predictor "part" "env"
+"reserved" (list "PREDICTOR_PORT" ...)); the helm test pod passes an empty dict as values.
+*/}}
+{{- define "mlops.podExtras" -}}
+{{- $values := .values | default dict }}
+{{- $release := .root.Values }}
+{{- $path := printf "%s (or the release-wide value)" .component }}
+{{- if eq .part "metadata" }}
+{{- $chartLabels := include "mlops.labels" (dict "root" .root "component" .component) | fromYaml }}
+{{- $labels := merge (dict) ($values.podLabels | default dict) ($release.podLabels | default dict) }}
+{{- range $key := keys $labels | sortAlpha }}
+{{- if hasKey $chartLabels $key }}
+{{- fail (printf "podLabels of %s: %s is a label the chart sets (its selectors use them); choose another key" $path $key) }}
+{{- end }}
+{{- end }}
+labels:
+  {{- include "mlops.labels" (dict "root" .root "component" .component) | nindent 2 }}
+  {{- with $labels }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- $chartAnnotations := .annotations | default dict }}
+{{- $annotations := merge (dict) ($values.podAnnotations | default dict) ($release.podAnnotations | default dict) }}
+{{- range $key := keys $annotations | sortAlpha }}
+{{- if hasKey $chartAnnotations $key }}
+{{- fail (printf "podAnnotations of %s: %s is an annotation the chart sets; choose another key" $path $key) }}
+{{- end }}
+{{- end }}
+{{- with merge $annotations $chartAnnotations }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- else if eq .part "env" }}
+{{- $own := $values.extraEnv | default list }}
+{{- $ownNames := list }}
+{{- range $own }}{{ $ownNames = append $ownNames .name }}{{ end }}
+{{- $entries := list }}
+{{- range $release.extraEnv | default list }}
+{{- if not (has .name $ownNames) }}{{ $entries = append $entries . }}{{ end }}
+{{- end }}
+{{- $reserved := concat (.reserved | default list) (keys ($values.env | default dict)) }}
+{{- $entries = concat $entries $own }}
+{{- range $entries }}
+{{- if has .name $reserved }}
+{{- fail (printf "extraEnv of %s: %s is set by the chart or the component's env map; remove it from extraEnv" $path .name) }}
+{{- end }}
+{{- end }}
+{{- with $entries }}
+{{- toYaml . }}
+{{- end }}
+{{- else if eq .part "envFrom" }}
+{{- with concat ($release.extraEnvFrom | default list) ($values.extraEnvFrom | default list) }}
+{{- toYaml . }}
+{{- end }}
+{{- else if eq .part "volumeMounts" }}
+{{- with concat ($release.extraVolumeMounts | default list) ($values.extraVolumeMounts | default list) }}
+{{- toYaml . }}
+{{- end }}
+{{- else if eq .part "volumes" }}
+{{- $own := $values.extraVolumes | default list }}
+{{- $ownNames := list }}
+{{- range $own }}{{ $ownNames = append $ownNames .name }}{{ end }}
+{{- $entries := list }}
+{{- range $release.extraVolumes | default list }}
+{{- if not (has .name $ownNames) }}{{ $entries = append $entries . }}{{ end }}
+{{- end }}
+{{- $entries = concat $entries $own }}
+{{- range $entries }}
+{{- if has .name ($.reserved | default list) }}
+{{- fail (printf "extraVolumes of %s: the chart already has a volume named %s; choose another name" $path .name) }}
+{{- end }}
+{{- end }}
+{{- with $entries }}
+{{- toYaml . }}
+{{- end }}
+{{- else }}
+{{- fail (printf "mlops.podExtras: unknown part %q" .part) }}
+{{- end }}
+{{- end }}
+
+{{/*
 The emptyDir every container gets at /tmp (the root filesystem is read-only).
 */}}
 {{- define "mlops.tmpVolume" -}}
@@ -217,6 +310,7 @@ podFailurePolicy:
 Pod template spec of a training run, shared by the install hook Job and the CronJob.
 */}}
 {{- define "mlops.trainer.podSpec" -}}
+{{- $reservedEnv := list "MLFLOW_TRACKING_URI" "MLFLOW_DISABLE_TELEMETRY" "TRAINER_MODEL_NAME" "TRAINER_CHAMPION_ALIAS" }}
 {{- include "mlops.podDefaults" . }}
 {{- include "mlops.scheduling" (dict "root" . "component" .Values.trainer.scheduling) }}
 serviceAccountName: {{ include "mlops.fullname" . }}
@@ -236,7 +330,14 @@ containers:
         value: {{ .Values.model.name | quote }}
       - name: TRAINER_CHAMPION_ALIAS
         value: {{ .Values.model.alias | quote }}
-      {{- include "mlops.env" (dict "env" .Values.trainer.env "reserved" (list "MLFLOW_TRACKING_URI" "TRAINER_MODEL_NAME" "TRAINER_CHAMPION_ALIAS")) | trim | nindent 6 }}
+      {{- include "mlops.env" (dict "env" .Values.trainer.env "reserved" $reservedEnv) | trim | nindent 6 }}
+      {{- with include "mlops.podExtras" (dict "root" . "component" "trainer" "values" .Values.trainer "part" "env" "reserved" $reservedEnv) }}
+      {{- . | nindent 6 }}
+      {{- end }}
+    {{- with include "mlops.podExtras" (dict "root" . "component" "trainer" "values" .Values.trainer "part" "envFrom") }}
+    envFrom:
+      {{- . | nindent 6 }}
+    {{- end }}
     securityContext:
       {{- toYaml .Values.containerSecurityContext | nindent 6 }}
     resources:
@@ -244,6 +345,12 @@ containers:
     volumeMounts:
       - name: tmp
         mountPath: /tmp
+      {{- with include "mlops.podExtras" (dict "root" . "component" "trainer" "values" .Values.trainer "part" "volumeMounts") }}
+      {{- . | nindent 6 }}
+      {{- end }}
 volumes:
   {{- include "mlops.tmpVolume" . | nindent 2 }}
+  {{- with include "mlops.podExtras" (dict "root" . "component" "trainer" "values" .Values.trainer "part" "volumes" "reserved" (list "tmp")) }}
+  {{- . | nindent 2 }}
+  {{- end }}
 {{- end }}
