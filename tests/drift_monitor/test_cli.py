@@ -200,10 +200,12 @@ def test_no_targets_outside_kubernetes_says_what_to_pass(registered_reference: R
 
 
 def test_invalid_settings_exit_2_naming_the_variable() -> None:
+    """As the CronJob runs it (the console script); tests/test_cli_shape.py checks all three CLIs in-process."""
     result = run_monitor(
         ["--targets", "http://x"], MLFLOW_TRACKING_URI="http://x", DRIFT_MONITOR_CORRECTION="holm"
     )
 
     assert result.returncode == 2
-    [line] = error_lines(result.stderr)
-    assert line.startswith("invalid settings: DRIFT_MONITOR_CORRECTION:")
+    [line] = result.stderr.splitlines()
+    assert line.startswith("drift-monitor: invalid settings: DRIFT_MONITOR_CORRECTION:")
+    assert result.stdout == ""

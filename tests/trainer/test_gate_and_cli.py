@@ -136,12 +136,6 @@ def test_unreachable_mlflow_retries_then_fails_clearly() -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_invalid_settings_exit_2_naming_the_setting() -> None:
-    result = train_cli("http://127.0.0.1:1", TRAINER_CANDIDATES="xgboost")
-    assert result.returncode == 2
-    assert "candidates" in result.stderr and "xgboost" in result.stderr
-
-
 def test_wait_for_mlflow_exits_0_once_healthy_and_1_when_unreachable(champion: TrainedModel) -> None:
     """The chart's init container: `trainer wait-for-mlflow`, the same wait the training run does."""
     healthy = stack.run_cli(

@@ -4,8 +4,8 @@ Exit status 0 means the run completed, whether it found drift or not (drift is r
 the metrics and alerts, not the exit code), or that it had nothing to check: discovery found no
 ready predictor pod, as on a fresh install before the first model (one log line says so, the report
 and `drift_last_run_skipped` record it). 1 means it failed: the reason is one log line on stderr,
-and the Pushgateway (if any) learns that the run failed. 2 means invalid settings. The JSON report
-goes to stdout.
+and the Pushgateway (if any) learns that the run failed. 2 means bad usage or invalid settings: one
+line `drift-monitor: invalid settings: <VARIABLE>: <problem>` on stderr. The JSON report goes to stdout.
 
     drift-monitor --targets http://127.0.0.1:8080 --pushgateway http://127.0.0.1:9091
 """
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from drift_monitor.config import Settings
+from drift_monitor.config import Settings, describe_settings_error
 from drift_monitor.errors import DriftMonitorError
 from drift_monitor.logging import configure_logging
 
@@ -60,16 +60,16 @@ def main(argv: list[str] | None = None) -> int:
     # the seconds the imports below take (MLflow, pandas, kubernetes; alibi-detect later).
     started_at = time.time()
     args = parse_args(argv)
-    configure_logging()
+    try:
+        settings = load_settings(args)
+    except ValidationError as exc:  # before logging is set up: its level and format are settings too
+        print(f"drift-monitor: invalid settings: {describe_settings_error(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(settings.log_level, settings.log_format)
     # Keep MLflow's console extras out: download progress bars in the log, and "View run at" lines
     # on stdout, which carries only the JSON report.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-    try:
-        settings = load_settings(args)
-    except ValidationError as exc:
-        log.error("invalid settings: %s", _describe_validation_error(exc))
-        return EXIT_USAGE
 
     from drift_monitor.monitor import run
     from drift_monitor.push import push_failure, push_report
@@ -105,14 +105,6 @@ def _record(settings: Settings, report: RunReport) -> None:
         record_report(MlflowClient(settings.mlflow_tracking_uri), settings.monitoring_experiment, report)
     except Exception:
         log.warning("could not record the report in MLflow", exc_info=True)
-
-
-def _describe_validation_error(exc: ValidationError) -> str:
-    def variable(loc: tuple) -> str:
-        name = str(loc[0]) if loc else "?"
-        return name if name.isupper() else f"DRIFT_MONITOR_{name.upper()}"
-
-    return "; ".join(f"{variable(e['loc'])}: {e['msg']}" for e in exc.errors())
 
 
 if __name__ == "__main__":

@@ -7,17 +7,33 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+def _upper(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _empty_is_unset(value: object) -> object:
+    return None if value == "" else value  # a chart renders an unset value as ""
 
 
 class Settings(BaseSettings):
+    """What one monitoring run checks and where it reports, validated before the run starts (bad values exit 2)."""
+
     model_config = SettingsConfigDict(env_prefix="DRIFT_MONITOR_", extra="ignore", protected_namespaces=())
 
     mlflow_tracking_uri: str = Field(validation_alias="MLFLOW_TRACKING_URI")
     """MLflow server holding the model versions and their reference artifacts (the standard variable)."""
     mlflow_wait_seconds: float = Field(60, ge=0)
     """How long to retry an unreachable MLflow server before the run fails."""
+    log_level: LogLevel = Field("INFO", validation_alias="LOG_LEVEL")
+    """Log level (the shared LOG_LEVEL variable, any case)."""
+    log_format: Literal["json", "text"] | None = Field(None, validation_alias="LOG_FORMAT")
+    """`json` or `text` (the shared LOG_FORMAT variable); unset → text on a terminal, else json."""
     model_name: str = "hotel-adr"
     """Registered model whose versions' reference artifacts the samples are compared with."""
 
@@ -48,12 +64,15 @@ class Settings(BaseSettings):
     monitoring_experiment: str | None = None
     """MLflow experiment in which every report is recorded as a run; unset means none is recorded."""
 
-    @field_validator(
-        "namespace", "predictor_api_token", "pushgateway_url", "monitoring_experiment", mode="before"
-    )
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        return None if value == "" else value  # a chart renders an unset value as ""
+    _log_level_upper = field_validator("log_level", mode="before")(_upper)
+    _unset_when_empty = field_validator(
+        "namespace",
+        "predictor_api_token",
+        "pushgateway_url",
+        "monitoring_experiment",
+        "log_format",
+        mode="before",
+    )(_empty_is_unset)
 
     @field_validator("targets", mode="before")
     @classmethod
@@ -66,3 +85,20 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_trailing_slash(cls, value: list[str]) -> list[str]:
         return [url.rstrip("/") for url in value]
+
+
+def describe_settings_error(exc: ValidationError) -> str:
+    """One line naming each invalid setting by its environment variable: `LOG_LEVEL: Input should be ...`."""
+    return "; ".join(f"{_variable(error['loc'])}: {error['msg']}" for error in exc.errors())
+
+
+def _variable(loc: tuple[int | str, ...]) -> str:
+    if not loc:
+        return "settings"  # a rule across fields
+    name = str(loc[0])
+    # An aliased field (MLFLOW_TRACKING_URI, LOG_LEVEL) is reported under its alias already.
+    return (
+        f"{Settings.model_config.get('env_prefix', '')}{name}".upper()
+        if name in Settings.model_fields
+        else name
+    )

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import logging
 import logging.config
-import os
 import sys
 
 QUIET_LOGGERS = ("mlflow", "urllib3", "httpx", "httpcore", "kubernetes", "alembic", "numba")
 
 
-def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
-    level = (level or os.environ.get("LOG_LEVEL", "INFO")).upper()
-    fmt = fmt or os.environ.get("LOG_FORMAT") or ("text" if sys.stderr.isatty() else "json")
+def configure_logging(level: str, fmt: str | None) -> None:
+    """`level` and `fmt` come from Settings (LOG_LEVEL, LOG_FORMAT); no `fmt` means text on a terminal, else json."""
+    fmt = fmt or ("text" if sys.stderr.isatty() else "json")
     formatters = {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",

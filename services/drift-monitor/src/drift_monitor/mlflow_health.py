@@ -1,4 +1,8 @@
-"""Wait for the MLflow server before the first real call, so "unreachable" is one clear error."""
+"""Wait for the MLflow server before the first real call, so "unreachable" is one clear error.
+
+The trainer and the drift monitor hold the same copy of this module (separate images, no shared
+package); keep them identical.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,10 @@ log = logging.getLogger(__name__)
 
 
 def wait_for_mlflow(tracking_uri: str, timeout: float) -> None:
-    """Retry `GET /health` with backoff for up to `timeout` seconds; file: and sqlite: stores need no server."""
+    """Retry `GET /health` with backoff for up to `timeout` seconds; file: and sqlite: stores need no server.
+
+    In a cluster the Job or CronJob may start before MLflow answers.
+    """
     if not tracking_uri.startswith(("http://", "https://")):
         return
     deadline = time.monotonic() + timeout
@@ -29,7 +36,8 @@ def wait_for_mlflow(tracking_uri: str, timeout: float) -> None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise MlflowUnavailable(
-                f"MLflow server {tracking_uri} is unreachable after {timeout:.0f}s ({last_error}); check MLFLOW_TRACKING_URI"
+                f"MLflow server {tracking_uri} is unreachable after {timeout:.0f}s ({last_error}); "
+                "check MLFLOW_TRACKING_URI"
             )
         log.info("waiting for MLflow", extra={"tracking_uri": tracking_uri, "error": last_error})
         time.sleep(min(delay, remaining))

@@ -2,6 +2,10 @@
 
 One worker process: scale with replicas. uvicorn handles SIGTERM gracefully: it stops accepting, lets
 in-flight requests finish (up to PREDICTOR_GRACEFUL_SHUTDOWN_SECONDS), then runs the app's shutdown.
+
+Exit status: 0 after a drained shutdown; 1 when the server cannot start (one ERROR log line says why, e.g.
+the port is taken); 2 for bad usage or settings, reported as one line
+`predictor: invalid settings: <VARIABLE>: <problem>` on stderr.
 """
 
 from __future__ import annotations
@@ -10,47 +14,71 @@ import argparse
 import logging
 import os
 import signal
+import sys
+from typing import NoReturn
 
 import uvicorn
+from pydantic import ValidationError
 
 from predictor.app import create_app
-from predictor.config import Settings
+from predictor.config import Settings, describe_settings_error
 from predictor.logging import configure_logging
 
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
-def main(argv: list[str] | None = None) -> None:
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm bars in JSON logs
-    settings = Settings()
+
+def main(argv: list[str] | None = None) -> int:
+    defaults = Settings.model_fields
     parser = argparse.ArgumentParser(prog="predictor", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", help=f"bind address (PREDICTOR_HOST, default {defaults['host'].default})")
     parser.add_argument(
-        "--host", default=settings.host, help=f"bind address (PREDICTOR_HOST, default {settings.host})"
-    )
-    parser.add_argument(
-        "--port", type=int, default=settings.port, help=f"bind port (PREDICTOR_PORT, default {settings.port})"
+        "--port", type=int, help=f"bind port (PREDICTOR_PORT, default {defaults['port'].default})"
     )
     args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args)
+    except ValidationError as exc:  # before logging is set up: its level and format are settings too
+        print(f"predictor: invalid settings: {describe_settings_error(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm bars in JSON logs
     log_config = configure_logging(settings.log_level, settings.log_format)
     # uvicorn drains on SIGTERM, then re-raises the signal to whatever handler was there before it
     # started: with the default one the process dies "terminated by SIGTERM" (143), and Kubernetes
     # shows every pod a scale-down or rollout stopped as Error. A drained shutdown is a clean exit,
     # and an immediate one: sys.exit would wait for model loads still running in worker threads.
     signal.signal(signal.SIGTERM, _exit_after_drain)
-    uvicorn.run(
-        create_app(settings),
-        host=args.host,
-        port=args.port,
-        log_config=log_config,
-        access_log=False,  # RequestContextMiddleware logs each request once, with its request id
-        timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
-        loop="uvloop",
-        http="httptools",
-    )
+    try:
+        uvicorn.run(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            log_config=log_config,
+            access_log=False,  # RequestContextMiddleware logs each request once, with its request id
+            timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
+            loop="uvloop",
+            http="httptools",
+        )
+    except SystemExit as exc:  # uvicorn logs why it cannot start (e.g. the port is taken), then exits 3
+        if exc.code:
+            _exit_now(EXIT_FAILED)
+        raise
+    return EXIT_OK
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    overrides = {"host": args.host, "port": args.port}
+    return Settings(**{key: value for key, value in overrides.items() if value is not None})
 
 
 def _exit_after_drain(signum: int, frame: object) -> None:
+    _exit_now(EXIT_OK)
+
+
+def _exit_now(status: int) -> NoReturn:
+    """Exit without joining worker threads: a model load may be running (or retrying MLflow) in one."""
     logging.shutdown()
-    os._exit(0)
+    os._exit(status)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Average nightly room prices span roughly 0–500; buckets in the unit of the model's output.
@@ -21,13 +21,26 @@ def _split_floats(value: object) -> object:
     return value
 
 
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+def _upper(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _empty_is_unset(value: object) -> object:
+    return None if value == "" else value  # a chart renders an unset value as ""
+
+
 class Settings(BaseSettings):
+    """What the server serves and how, validated at start-up (bad values exit 2); `create_app` takes one."""
+
     model_config = SettingsConfigDict(env_prefix="PREDICTOR_", extra="ignore", protected_namespaces=())
 
     mlflow_tracking_uri: str | None = Field(None, validation_alias="MLFLOW_TRACKING_URI")
     """MLflow tracking server (the standard MLFLOW_TRACKING_URI variable); unset → MLflow's own default."""
-    log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
-    """Log level of the predictor and uvicorn (the shared LOG_LEVEL variable)."""
+    log_level: LogLevel = Field("INFO", validation_alias="LOG_LEVEL")
+    """Log level of the predictor and uvicorn (the shared LOG_LEVEL variable, any case)."""
     log_format: Literal["json", "text"] | None = Field(None, validation_alias="LOG_FORMAT")
     """`json` or `text` (the shared LOG_FORMAT variable); unset → text on a terminal, else json."""
     model_name: str = "hotel-adr"
@@ -62,6 +75,8 @@ class Settings(BaseSettings):
     """On SIGTERM, how long in-flight requests may take to finish before the process exits."""
 
     _split_buckets = field_validator("prediction_buckets", mode="before")(_split_floats)
+    _log_level_upper = field_validator("log_level", mode="before")(_upper)
+    _log_format_unset = field_validator("log_format", mode="before")(_empty_is_unset)
 
     @field_validator("prediction_buckets")
     @classmethod
@@ -73,3 +88,20 @@ class Settings(BaseSettings):
     @property
     def token(self) -> str | None:
         return self.api_token.get_secret_value() if self.api_token else None
+
+
+def describe_settings_error(exc: ValidationError) -> str:
+    """One line naming each invalid setting by its environment variable: `LOG_LEVEL: Input should be ...`."""
+    return "; ".join(f"{_variable(error['loc'])}: {error['msg']}" for error in exc.errors())
+
+
+def _variable(loc: tuple[int | str, ...]) -> str:
+    if not loc:
+        return "settings"  # a rule across fields
+    name = str(loc[0])
+    # An aliased field (MLFLOW_TRACKING_URI, LOG_LEVEL) is reported under its alias already.
+    return (
+        f"{Settings.model_config.get('env_prefix', '')}{name}".upper()
+        if name in Settings.model_fields
+        else name
+    )

@@ -53,3 +53,7 @@ class PredictionFailed(ServiceError):
 
 class ModelLoadError(Exception):
     """A model version could not be loaded or does not fit the served schema (never reaches HTTP)."""
+
+
+class MlflowUnavailable(ModelLoadError):
+    """The MLflow server did not answer (the follower keeps retrying; the message says which server)."""

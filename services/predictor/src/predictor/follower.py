@@ -12,10 +12,10 @@ import asyncio
 import logging
 import time
 
-from tenacity import AsyncRetrying, wait_exponential
+from tenacity import AsyncRetrying, RetryCallState, wait_exponential
 
 from predictor import metrics
-from predictor.errors import ModelLoadError
+from predictor.errors import MlflowUnavailable, ModelLoadError
 from predictor.logging import set_served_model
 from predictor.model import LoadedModel, MlflowModelLoader, VersionRef
 
@@ -53,10 +53,7 @@ class ModelFollower:
         """Load at start-up (retrying with backoff until it works), then poll forever."""
         retrying = AsyncRetrying(
             wait=wait_exponential(multiplier=0.5, max=self.retry_max_seconds),
-            before_sleep=lambda state: log.warning(
-                "no model to serve yet; retrying",
-                extra={"attempt": state.attempt_number, "error": str(state.outcome.exception())},
-            ),
+            before_sleep=self._log_retry,
         )
         async for attempt in retrying:
             with attempt:
@@ -67,10 +64,21 @@ class ModelFollower:
             await asyncio.sleep(self.poll_interval)
             try:
                 await self.check()
-            except Exception:
+            except Exception as exc:
                 log.warning(
-                    "alias check failed; still serving version %s", self.current.version, exc_info=True
+                    "alias check failed; still serving version %s",
+                    self.current.version,
+                    extra={"error": str(exc)},
+                    exc_info=not isinstance(exc, MlflowUnavailable),  # an outage needs no traceback
                 )
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        extra = {"attempt": state.attempt_number, "error": str(error)}
+        if isinstance(error, MlflowUnavailable):  # the trainer and the drift monitor log the same line
+            log.warning("waiting for MLflow", extra={**extra, "tracking_uri": self.loader.tracking_uri})
+        else:
+            log.warning("no model to serve yet; retrying", extra=extra)
 
     async def check(self) -> None:
         """Serve the version the alias points to, if it is new and loads; raises when the alias cannot be read."""

@@ -33,9 +33,11 @@ class ContextFilter(logging.Filter):
         return True
 
 
-def logging_config(level: str | None = None, fmt: str | None = None) -> dict[str, Any]:
-    """The dictConfig for our loggers and uvicorn's (passed to uvicorn as `log_config`)."""
-    level = (level or "INFO").upper()
+def logging_config(level: str, fmt: str | None) -> dict[str, Any]:
+    """The dictConfig for our loggers and uvicorn's (passed to uvicorn as `log_config`).
+
+    `level` and `fmt` come from Settings (LOG_LEVEL, LOG_FORMAT); no `fmt` means text on a terminal, else json.
+    """
     fmt = fmt or ("text" if sys.stdout.isatty() else "json")
     formatters = {
         "json": {
@@ -70,7 +72,7 @@ def logging_config(level: str | None = None, fmt: str | None = None) -> dict[str
     }
 
 
-def configure_logging(level: str | None = None, fmt: str | None = None) -> dict[str, Any]:
+def configure_logging(level: str, fmt: str | None) -> dict[str, Any]:
     config = logging_config(level, fmt)
     logging.config.dictConfig(config)
     return config

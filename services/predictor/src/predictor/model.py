@@ -22,9 +22,11 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+import requests
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
-from predictor.errors import ModelLoadError
+from predictor.errors import MlflowUnavailable, ModelLoadError
 from predictor.schema import ExtraFields, InputSchema
 
 log = logging.getLogger(__name__)
@@ -84,7 +86,17 @@ class MlflowModelLoader:
         self._cache = Path(tempfile.mkdtemp(prefix="predictor-models-"))
 
     def resolve(self, name: str, alias: str) -> VersionRef:
-        mv = self._client.get_model_version_by_alias(name, alias)
+        """The version the alias points to; MlflowUnavailable when the server does not answer."""
+        try:
+            mv = self._client.get_model_version_by_alias(name, alias)
+        except MlflowException as exc:
+            # MLflow wraps the connection error in a generic exception: the cause tells them apart.
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, requests.ConnectionError | requests.Timeout):
+                raise MlflowUnavailable(
+                    f"MLflow server {self.tracking_uri} is unreachable ({cause}); check MLFLOW_TRACKING_URI"
+                ) from exc
+            raise
         return VersionRef(name=name, alias=alias, version=str(mv.version), run_id=mv.run_id)
 
     def load(self, ref: VersionRef) -> LoadedModel:

@@ -1,9 +1,10 @@
 """`trainer` console script: `trainer train` (one training run), `trainer promote --version N` and
 `trainer wait-for-mlflow` (the chart's init container: block until MLflow answers /health).
 
-Flags override the TRAINER_* environment variables. Exit status: 0 when the run completed (whether or
-not the new model became champion), 1 for a problem to fix (bad data, MLflow unreachable), 2 for bad
-usage or settings.
+Flags override the TRAINER_* environment variables. Exit status: 0 when the command completed (whether
+or not the new model became champion); 1 for a problem to fix at runtime (bad data, MLflow unreachable),
+reported as one ERROR log line on stderr; 2 for bad usage or settings, reported as one line
+`trainer: invalid settings: <VARIABLE>: <problem>` on stderr.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ import sys
 
 from pydantic import ValidationError
 
-from trainer.config import Settings
+from trainer.config import Settings, describe_settings_error
 from trainer.errors import TrainerError
 from trainer.logging import configure_logging
 
 log = logging.getLogger("trainer")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 # flag -> Settings field
 OVERRIDES = {
@@ -87,17 +90,14 @@ def run_promote(settings: Settings, version: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    configure_logging()
-    # stdout carries only the JSON outcome; MLflow would print run URLs there.
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     try:
         settings = load_settings(args)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
-        )
-        print(f"trainer: invalid settings: {problems}", file=sys.stderr)
-        return 2
+    except ValidationError as exc:  # before logging is set up: its level and format are settings too
+        print(f"trainer: invalid settings: {describe_settings_error(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(settings.log_level, settings.log_format)
+    # stdout carries only the JSON outcome; MLflow would print run URLs there.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     try:
         if args.command == "train":
             from trainer.train import train
@@ -114,10 +114,9 @@ def main(argv: list[str] | None = None) -> int:
             outcome = {"mlflow": settings.mlflow_tracking_uri, "healthy": True}
     except TrainerError as exc:
         log.error("trainer failed: %s", exc)
-        print(f"trainer: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     print(json.dumps(outcome, indent=2))
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

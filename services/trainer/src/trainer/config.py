@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CANDIDATE_NAMES = ("ridge", "random_forest", "hist_gradient_boosting")
@@ -16,11 +16,28 @@ def _split_csv(value: object) -> object:
     return value
 
 
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+def _upper(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _empty_is_unset(value: object) -> object:
+    return None if value == "" else value  # a chart renders an unset value as ""
+
+
 class Settings(BaseSettings):
+    """Everything a training run can be told, validated before any work starts (bad values exit 2)."""
+
     model_config = SettingsConfigDict(env_prefix="TRAINER_", extra="ignore", protected_namespaces=())
 
     mlflow_tracking_uri: str = Field("http://127.0.0.1:5000", validation_alias="MLFLOW_TRACKING_URI")
     """MLflow tracking server (the standard MLFLOW_TRACKING_URI variable)."""
+    log_level: LogLevel = Field("INFO", validation_alias="LOG_LEVEL")
+    """Log level (the shared LOG_LEVEL variable, any case)."""
+    log_format: Literal["json", "text"] | None = Field(None, validation_alias="LOG_FORMAT")
+    """`json` or `text` (the shared LOG_FORMAT variable); unset → text on a terminal, else json."""
     experiment_name: str = "hotel-adr"
     """MLflow experiment that holds the training runs."""
     model_name: str = "hotel-adr"
@@ -51,6 +68,8 @@ class Settings(BaseSettings):
     """How long to retry an unreachable MLflow server (the Job may start before MLflow)."""
 
     _split_lists = field_validator("drop_columns", "candidates", mode="before")(_split_csv)
+    _log_level_upper = field_validator("log_level", mode="before")(_upper)
+    _log_format_unset = field_validator("log_format", mode="before")(_empty_is_unset)
 
     @field_validator("candidates")
     @classmethod
@@ -65,3 +84,20 @@ class Settings(BaseSettings):
         if self.validation_fraction + self.test_fraction >= 0.8:
             raise ValueError("validation_fraction + test_fraction must leave at least 20% for training")
         return self
+
+
+def describe_settings_error(exc: ValidationError) -> str:
+    """One line naming each invalid setting by its environment variable: `LOG_LEVEL: Input should be ...`."""
+    return "; ".join(f"{_variable(error['loc'])}: {error['msg']}" for error in exc.errors())
+
+
+def _variable(loc: tuple[int | str, ...]) -> str:
+    if not loc:
+        return "settings"  # a rule across fields
+    name = str(loc[0])
+    # An aliased field (MLFLOW_TRACKING_URI, LOG_LEVEL) is reported under its alias already.
+    return (
+        f"{Settings.model_config.get('env_prefix', '')}{name}".upper()
+        if name in Settings.model_fields
+        else name
+    )

@@ -1,16 +1,20 @@
-"""One logging setup for the trainer: JSON lines when not on a TTY (a Job's logs), text on a terminal."""
+"""One logging setup: JSON lines when not on a TTY (a Job's logs), text on a terminal.
+
+Logs go to stderr; stdout carries only the JSON outcome, so `trainer train | jq` works.
+"""
 
 from __future__ import annotations
 
 import logging
 import logging.config
-import os
 import sys
 
+QUIET_LOGGERS = ("mlflow", "urllib3", "httpx", "httpcore", "alembic", "git")
 
-def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
-    level = (level or os.environ.get("LOG_LEVEL", "INFO")).upper()
-    fmt = fmt or os.environ.get("LOG_FORMAT") or ("text" if sys.stderr.isatty() else "json")
+
+def configure_logging(level: str, fmt: str | None) -> None:
+    """`level` and `fmt` come from Settings (LOG_LEVEL, LOG_FORMAT); no `fmt` means text on a terminal, else json."""
+    fmt = fmt or ("text" if sys.stderr.isatty() else "json")
     formatters = {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
@@ -32,7 +36,7 @@ def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
                 }
             },
             "root": {"level": level, "handlers": ["stderr"]},
-            # MLflow and urllib3 are chatty at INFO; their warnings still show.
-            "loggers": {name: {"level": "WARNING"} for name in ("mlflow", "urllib3", "alembic", "git")},
+            # Chatty at INFO (one line per HTTP request); their warnings still show.
+            "loggers": {name: {"level": "WARNING"} for name in QUIET_LOGGERS},
         }
     )
