@@ -26,6 +26,8 @@ Correction = Literal["bonferroni", "fdr"]
 
 @dataclass(frozen=True)
 class FeatureTest:
+    """One feature's test result, free of alibi-detect types so the library stays inside this module."""
+
     feature: str
     test: Literal["ks", "chi2"]
     statistic: float
@@ -36,6 +38,8 @@ class FeatureTest:
 
 @dataclass(frozen=True)
 class DataDrift:
+    """The per-feature tests of one model version and the verdict after the multiple-testing correction."""
+
     detected: bool
     threshold: float
     """Per-feature p-value threshold after the correction (Bonferroni: p/n; FDR: the Benjamini-Hochberg cut-off)."""
@@ -44,6 +48,8 @@ class DataDrift:
 
 @dataclass(frozen=True)
 class KsTest:
+    """The two-sample KS test of the served predictions against the reference predictions."""
+
     statistic: float
     p_value: float
     detected: bool

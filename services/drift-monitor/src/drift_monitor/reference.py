@@ -29,6 +29,11 @@ PREDICTION_COLUMN = "prediction"
 
 @dataclass(frozen=True)
 class FeatureSpec:
+    """The trainer's `feature_spec.json`: which inputs are numbers and which are categories (and which ones).
+
+    The contract between the trainer and the drift monitor: the encoding follows it, not the samples.
+    """
+
     features: list[str]
     """Every model input, in signature order."""
     numeric: list[str]
@@ -51,6 +56,8 @@ class FeatureSpec:
 
 @dataclass(frozen=True)
 class Reference:
+    """What one model version's samples are compared with: the training rows and predictions the trainer logged."""
+
     model_name: str
     model_version: str
     run_id: str

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 
 @dataclass(frozen=True)
 class FeatureDrift:
+    """One feature's line in the report: the test, its p-value, the effect size and the verdict."""
+
     feature: str
     test: str
     """`ks` (numeric) or `chi2` (categorical)."""
@@ -24,6 +26,8 @@ class FeatureDrift:
 
 @dataclass(frozen=True)
 class PredictionDrift:
+    """Whether the served predictions moved away from the predictions on the reference rows."""
+
     statistic: float
     """KS statistic of the served predictions against the reference predictions."""
     p_value: float
@@ -34,6 +38,8 @@ class PredictionDrift:
 
 @dataclass(frozen=True)
 class VersionReport:
+    """The verdict for one served model version (or "not enough data"), as pushed, printed and recorded."""
+
     model_name: str
     model_version: str
     reference_run_id: str
@@ -55,6 +61,8 @@ class VersionReport:
 
 @dataclass(frozen=True)
 class RunReport:
+    """Everything one run found: the single source of the JSON on stdout, the pushed metrics and the MLflow run."""
+
     started_at: float
     finished_at: float
     window_seconds: int

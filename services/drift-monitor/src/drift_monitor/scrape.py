@@ -33,6 +33,8 @@ class Sample:
 
 @dataclass
 class ScrapeResult:
+    """The samples of every pod that answered, and which pods did not (a failed pod does not fail the run)."""
+
     samples: list[Sample] = field(default_factory=list)
     pods_scraped: int = 0
     pods_failed: int = 0

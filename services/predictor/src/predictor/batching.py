@@ -32,7 +32,9 @@ class _Pending(Generic[Job, Result]):
 
 
 class MicroBatcher(Generic[Job, Result]):
-    """`await submit(job, rows)` → the job's result, computed by `handler` together with its neighbours.
+    """Merges concurrent requests into one model call: a scikit-learn call costs about the same for 1 row or 1000.
+
+    `await submit(job, rows)` → the job's result, computed by `handler` together with its neighbours.
 
     `handler(jobs)` runs in the worker thread and returns one result per job, in order; a result that is
     an exception fails only that job's request.

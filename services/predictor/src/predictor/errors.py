@@ -6,6 +6,8 @@ from typing import Any
 
 
 class ServiceError(Exception):
+    """An error a request can end with: the class fixes the HTTP status, app.py turns it into `{"error": ...}`."""
+
     status_code = 500
 
     def __init__(
@@ -27,10 +29,14 @@ class InvalidInput(ServiceError):
 
 
 class BatchTooLarge(ServiceError):
+    """More rows, or a larger body, than the settings allow."""
+
     status_code = 413
 
 
 class Unauthorized(ServiceError):
+    """PREDICTOR_API_TOKEN is set and the request lacks the matching bearer token."""
+
     status_code = 401
 
     def __init__(self, message: str = "missing or invalid bearer token"):
@@ -38,10 +44,14 @@ class Unauthorized(ServiceError):
 
 
 class ModelNotFound(ServiceError):
+    """The route names another model than the one this predictor serves."""
+
     status_code = 404
 
 
 class ModelNotReady(ServiceError):
+    """No version is loaded yet (start-up, MLflow outage): retry later, another replica may answer."""
+
     status_code = 503
 
 

@@ -28,6 +28,11 @@ MAX_RETRY_SECONDS = 240
 
 
 class ModelFollower:
+    """Keeps the served model equal to what the registry alias points to, without a restart.
+
+    Loads at start-up with retry, then polls; `current` is the version requests use (None until loaded).
+    """
+
     def __init__(
         self,
         loader: MlflowModelLoader,

@@ -31,6 +31,11 @@ class _Job:
 
 
 class InferenceService:
+    """The predict path between the routes and the model: validate, micro-batch, predict, record samples and metrics.
+
+    Routes stay thin and the model stays free of HTTP; this is the one place that knows both.
+    """
+
     def __init__(
         self,
         follower: ModelFollower,

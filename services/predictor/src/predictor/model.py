@@ -44,6 +44,11 @@ class VersionRef:
 
 @dataclass(frozen=True, eq=False)
 class LoadedModel:
+    """One version ready to serve: its checked schema, its predict function and where it came from.
+
+    Immutable, so swapping versions is one reference assignment and a running request keeps its version.
+    """
+
     ref: VersionRef
     schema: InputSchema
     signature: dict[str, Any]
@@ -77,7 +82,10 @@ class LoadedModel:
 
 
 class MlflowModelLoader:
-    """MLflow download client: resolves the alias, downloads a version, loads and smoke-tests it."""
+    """MLflow download client: resolves the alias, downloads a version, loads and smoke-tests it.
+
+    The only class that talks to MLflow, so the follower and the tests can swap it for a stand-in.
+    """
 
     def __init__(self, tracking_uri: str | None, *, extra_fields: ExtraFields = "forbid"):
         self.tracking_uri = tracking_uri or mlflow.get_tracking_uri()

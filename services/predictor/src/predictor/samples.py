@@ -16,6 +16,8 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class Sample:
+    """One predicted row as served, kept for the drift monitor (`GET /v1/samples`)."""
+
     timestamp: float
     request_id: str
     model_name: str
@@ -35,7 +37,10 @@ class Sample:
 
 
 class SampleBuffer:
-    """Thread-safe ring buffer of samples, oldest first; timestamps never decrease."""
+    """The recent predictions the drift monitor reads, in bounded memory: no database on the request path.
+
+    Thread-safe ring buffer, oldest first; timestamps never decrease, so `since` is a binary search.
+    """
 
     def __init__(self, size: int):
         self.size = size

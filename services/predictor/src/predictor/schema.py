@@ -48,13 +48,18 @@ _IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 @dataclass(frozen=True)
 class Column:
+    """One input of the model's signature."""
+
     name: str
     type: DataType
     required: bool
 
 
 class InputSchema:
-    """Columns of a model's signature, the Pydantic model of one record, and the batch → DataFrame step."""
+    """Validates requests against the served model's MLflow signature, so bad input is a 422 naming the field.
+
+    Holds the signature's columns, the Pydantic model of one record, and the batch → DataFrame step.
+    """
 
     def __init__(self, columns: tuple[Column, ...], *, title: str, extra: ExtraFields = "forbid"):
         if not columns:

@@ -46,6 +46,8 @@ def stage(name: str) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class TrainResult:
+    """What one training run produced and decided; `summary()` is the JSON the CLI prints."""
+
     run_id: str
     version: str
     winner: str
