@@ -426,6 +426,35 @@ def test_every_pod_follows_the_scheduling_values(renders: Renders) -> None:
         assert not {"nodeSelector", "affinity", "tolerations", "priorityClassName"} & set(template["spec"])
 
 
+@pytest.mark.parametrize("release", [RELEASE, "prod"])
+def test_production_spreads_predictors_over_nodes_for_real(release: str) -> None:
+    """A node rule (DoNotSchedule) and a zone preference, counting this release's predictors only."""
+    from tests.chart.conftest import find_helm, run
+
+    result = run([find_helm(), "template", release, str(CHART), "-f", "k8s/values-production.yaml"])
+    assert result.returncode == 0, result.stderr
+    rendered = Rendered(release, result.stdout, [o for o in yaml.safe_load_all(result.stdout) if o])
+    assert _the(rendered, "HorizontalPodAutoscaler", "predictor")["spec"]["minReplicas"] > 1
+    template = _the(rendered, "Deployment", "predictor")["spec"]["template"]
+    spread = {c["topologyKey"]: c for c in template["spec"]["topologySpreadConstraints"]}
+    nodes, zones = spread["kubernetes.io/hostname"], spread["topology.kubernetes.io/zone"]
+    assert (nodes["whenUnsatisfiable"], nodes["maxSkew"], nodes["nodeTaintsPolicy"]) == (
+        "DoNotSchedule",
+        1,
+        "Honor",
+    )
+    assert zones["whenUnsatisfiable"] == "ScheduleAnyway"
+    for constraint in (nodes, zones):
+        selector = constraint["labelSelector"]["matchLabels"]
+        assert _matches(selector, template["metadata"]["labels"]), constraint
+        counted = [o for o, t in rendered.workloads() if _matches(selector, labels(t))]
+        assert [o["kind"] for o in counted] == ["Deployment"], (
+            "the spread counts pods other than the predictor's"
+        )
+        assert selector["app.kubernetes.io/instance"] == release
+        assert constraint["matchLabelKeys"] == ["pod-template-hash"]
+
+
 # ------------------------------------------------------------------------------ monitoring
 
 

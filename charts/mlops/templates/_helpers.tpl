@@ -149,17 +149,32 @@ imagePullSecrets:
 
 {{/*
 Where a pod may run: the release-wide `scheduling` values, each field replaced by the component's
-own `scheduling` when that one is set. Call with (dict "root" $ "component" .Values.predictor.scheduling);
-the helm test pod passes an empty dict and gets the release-wide settings.
+own `scheduling` when that one is set. A topology spread constraint without a labelSelector counts
+the component's own pods (its selector labels), so values files need not spell the release name.
+Call with (dict "root" $ "name" "predictor" "component" .Values.predictor.scheduling); the helm
+test pod passes an empty dict and gets the release-wide settings.
 */}}
 {{- define "mlops.scheduling" -}}
 {{- $component := .component | default dict }}
 {{- $release := .root.Values.scheduling }}
-{{- range $field := list "nodeSelector" "affinity" "tolerations" "topologySpreadConstraints" }}
+{{- range $field := list "nodeSelector" "affinity" "tolerations" }}
 {{- with (index $component $field) | default (index $release $field) }}
 {{ $field }}:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- end }}
+{{- with $component.topologySpreadConstraints | default $release.topologySpreadConstraints }}
+{{- $ownPods := dict "matchLabels" (include "mlops.selectorLabels" (dict "root" $.root "component" $.name) | fromYaml) }}
+{{- $constraints := list }}
+{{- range . }}
+{{- if hasKey . "labelSelector" }}
+{{- $constraints = append $constraints . }}
+{{- else }}
+{{- $constraints = append $constraints (merge (dict "labelSelector" (deepCopy $ownPods)) .) }}
+{{- end }}
+{{- end }}
+topologySpreadConstraints:
+  {{- toYaml $constraints | nindent 2 }}
 {{- end }}
 {{- with $component.priorityClassName | default $release.priorityClassName }}
 priorityClassName: {{ . | quote }}
@@ -312,7 +327,7 @@ Pod template spec of a training run, shared by the install hook Job and the Cron
 {{- define "mlops.trainer.podSpec" -}}
 {{- $reservedEnv := list "MLFLOW_TRACKING_URI" "MLFLOW_DISABLE_TELEMETRY" "TRAINER_MODEL_NAME" "TRAINER_CHAMPION_ALIAS" }}
 {{- include "mlops.podDefaults" . }}
-{{- include "mlops.scheduling" (dict "root" . "component" .Values.trainer.scheduling) }}
+{{- include "mlops.scheduling" (dict "root" . "name" "trainer" "component" .Values.trainer.scheduling) }}
 serviceAccountName: {{ include "mlops.fullname" . }}
 automountServiceAccountToken: false
 restartPolicy: Never
