@@ -12,6 +12,10 @@ HTTP_REQUESTS = Counter(
     "HTTP requests answered, by route template and status.",
     ["route", "method", "status"],
 )
+HTTP_IN_FLIGHT = Gauge(
+    "predictor_http_requests_in_flight",
+    "HTTP requests received and not yet answered (a scrape counts itself).",
+)
 HTTP_DURATION = Histogram(
     "predictor_http_request_duration_seconds",
     "Time from request received to response sent, by route template.",
