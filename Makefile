@@ -136,14 +136,14 @@ predictor: setup  ## serve hotel-adr@champion on :8080 (needs `make mlflow` and 
 
 demo: setup  ## the whole loop locally: train, serve, traffic, drift, alert (DEMO_EXIT=1 ends after the alert)
 	@$(MAKE) --no-print-directory system-deps || echo "demo: Prometheus packages unavailable; running without the alert stage"
-	$(BIN)/python -m tests.e2e.demo
+	$(BIN)/python -m scripts.demo
 
 bench: setup system-deps  ## predictor vs `mlflow models serve` on 127.0.0.1
-	$(BIN)/python -m tests.predictor.bench
+	$(BIN)/python -m scripts.bench
 
 load: setup  ## locust, headless, against HOST (make load HOST=http://127.0.0.1:8080 USERS=20 DURATION=30s MODE=drift)
 	@mkdir -p $(STATE)/load
-	$(BIN)/python -m tests.load.run --host $(HOST) --users $(USERS) --spawn-rate $(SPAWN_RATE) \
+	$(BIN)/python -m scripts.load.run --host $(HOST) --users $(USERS) --spawn-rate $(SPAWN_RATE) \
 	  --duration $(DURATION) --mode $(MODE) --report-dir $(STATE)/load
 
 # ---------------------------------------------------------------- containers and cluster

@@ -1,7 +1,7 @@
 """Benchmark: our predictor vs `mlflow models serve`, the same registered model, on 127.0.0.1.
 
-Usage: `make bench` (= `python -m tests.predictor.bench`), or with an MLflow server that already has a
-champion: `python -m tests.predictor.bench --tracking-uri http://127.0.0.1:5000 --duration 10`.
+Usage: `make bench` (= `python -m scripts.bench`), or with an MLflow server that already has a
+champion: `python -m scripts.bench --tracking-uri http://127.0.0.1:5000 --duration 10`.
 
 Both servers run one worker process and get the very same request bodies (MLflow's `dataframe_records`,
 which both accept) from wrk (Debian package), one case at a time: batch 1 at concurrency 1 and 16, batch
@@ -27,8 +27,8 @@ import pandas as pd
 from mlflow import MlflowClient
 from threadpoolctl import threadpool_limits
 
-from tests import stack
-from tests.traffic import sample_records
+from scripts import local_stack as stack
+from scripts.traffic import sample_records
 
 MODEL = "hotel-adr"
 ALIAS = "champion"

@@ -3,8 +3,8 @@
     train → register → serve (2 replicas) → normal traffic → drift check → summer traffic
           → drift check → DataDriftDetected fires in Prometheus → reaches Alertmanager
 
-Processes are started by tests/stack.py, the same code the e2e test uses, with the settings the chart
-gives them in a cluster. Everything lives in .state/demo (wiped at the start). Ctrl-C stops every
+Processes are started by scripts/local_stack.py, the same code the integration and e2e tests use,
+with the settings the chart gives them in a cluster. Everything lives in .state/demo (wiped at the start). Ctrl-C stops every
 process; DEMO_EXIT=1 ends after the alert instead of waiting.
 """
 
@@ -20,8 +20,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from tests import stack
-from tests.load.run import Load, run_load
+from scripts import local_stack as stack
+from scripts.load.run import Load, run_load
 
 STATE = stack.REPO / ".state" / "demo"
 # The ports `make mlflow`, `make predictor` and the chart's port-forwards use, when they are free.

@@ -1,6 +1,6 @@
 """Real processes on 127.0.0.1, wired the way the chart wires them in a cluster.
 
-Used by the integration and e2e tests and by `make demo` (tests/e2e/demo.py), so the local loop is
+Used by the integration and e2e tests and by `make demo` (scripts/demo.py), so the local loop is
 orchestrated in exactly one place. Every process logs to a file in the state folder; when one dies
 before it is ready, the error carries the tail of its log.
 """
@@ -413,8 +413,8 @@ def alertmanager_alerts(alertmanager_url: str, name: str) -> list[dict]:
     return list(alerts)
 
 
-def wait_for(condition, timeout: float, interval: float = 1.0, what: str = "condition"):
-    """Poll until `condition()` returns something truthy; return it, or raise after `timeout`."""
+def wait_for(condition, timeout: float = 30, interval: float = 0.25, what: str = "condition"):
+    """Poll until `condition()` returns something truthy; return it, or raise TimeoutError after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -431,9 +431,13 @@ def wait_for_alert(loop: Loop, name: str, timeout: float = 180) -> tuple[dict, d
     fired = wait_for(
         lambda: [a for a in prometheus_alerts(loop.prometheus.url, name) if a["state"] == "firing"],
         timeout,
+        interval=1,
         what=f"{name} firing in Prometheus",
     )
     routed = wait_for(
-        lambda: alertmanager_alerts(loop.alertmanager.url, name), 60, what=f"{name} in Alertmanager"
+        lambda: alertmanager_alerts(loop.alertmanager.url, name),
+        60,
+        interval=1,
+        what=f"{name} in Alertmanager",
     )
     return fired[0], routed[0]

@@ -36,7 +36,7 @@ def default_pip_requirements() -> Iterator[None]:
     and the predictor run as they ship in the server tests."""
     import mlflow.models
 
-    def defaults(_path: str, _flavor: str, fallback: list[str] | None = None) -> list[str]:
+    def defaults(_path: str, _flavor: str, fallback: list[str] | None = None, **_options) -> list[str]:
         return fallback or []
 
     with pytest.MonkeyPatch.context() as patch:
@@ -90,3 +90,17 @@ def champion(mlflow_server: stack.Process) -> TrainedModel:
         outcome=json.loads(result.stdout),
         logs=result.stderr,
     )
+
+
+LOOP_POLL_SECONDS = 2
+"""How often the loop's predictors poll the alias (the chart's default is 30 s)."""
+
+
+@pytest.fixture(scope="session")
+def loop(champion: TrainedModel, mlflow_server: stack.Process, state_dir: Path) -> Iterator[stack.Loop]:
+    """The whole local loop, started once per session and shared by the drift and e2e tests: two
+    predictors serving the champion, Pushgateway, Prometheus with the chart's rules, Alertmanager."""
+    with stack.local_stack(state_dir / "loop") as s:
+        yield stack.start_loop(
+            s, mlflow_server, predictor_settings={"PREDICTOR_POLL_INTERVAL_SECONDS": str(LOOP_POLL_SECONDS)}
+        )

@@ -31,8 +31,8 @@ from drift_monitor.reference import Reference, load_reference
 from drift_monitor.scrape import SAMPLES_PATH, Sample, _scrape_one
 from predictor.app import create_app
 from predictor.config import Settings as PredictorSettings
-from tests.stack import wait_for
-from tests.traffic import to_records
+from scripts.local_stack import wait_for
+from scripts.traffic import to_records
 from tests.trainer.tiny_hotel import tiny_features
 from trainer.candidates import CANDIDATES
 from trainer.config import Settings as TrainerSettings

@@ -1,9 +1,9 @@
 """Load test for the predictor, against the local stack or a port-forwarded cluster.
 
-    locust -f tests/load/locustfile.py --headless -u 20 -r 10 -t 30s -H http://127.0.0.1:8080 --mode drift
+    locust -f scripts/load/locustfile.py --headless -u 20 -r 10 -t 30s -H http://127.0.0.1:8080 --mode drift
     make load HOST=http://127.0.0.1:8080 USERS=20 DURATION=30s MODE=drift     # same, plus a summary
 
-Traffic is real hotel bookings (tests/traffic.py): `--mode normal` draws rows from the window the
+Traffic is real hotel bookings (scripts/traffic.py): `--mode normal` draws rows from the window the
 champion was fitted on, `--mode drift` from the latest arrival months, which the model never saw.
 Single-row and batch users run side by side; their weights, the batch size and the wait times are
 options. Any failed request makes the run exit non-zero.
@@ -17,7 +17,7 @@ import random
 from locust import FastHttpUser, between, events, task
 from locust.env import Environment
 
-from tests.traffic import MODES, sample_records
+from scripts.traffic import MODES, sample_records
 
 _rows: list[dict] = []
 

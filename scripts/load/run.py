@@ -1,6 +1,6 @@
 """`make load`: run the locustfile headless and print what the client and the predictor each saw.
 
-    python -m tests.load.run --host http://127.0.0.1:8080 --users 20 --duration 30s --mode normal
+    python -m scripts.load.run --host http://127.0.0.1:8080 --users 20 --duration 30s --mode normal
 
 Writes locust's CSV and HTML reports to --report-dir. The predictor's own view comes from its
 /metrics, scraped before and after (behind a Kubernetes Service that is one pod's view).

@@ -6,6 +6,7 @@ commands the README prints. Output of failed commands is part of the error.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -150,8 +151,8 @@ def port_forward(namespace: str, target: str, remote_port: int) -> Iterator[Port
         forward.close()
 
 
-def wait_for(condition, timeout: float, interval: float = 2.0, what: str = "condition"):
-    return stack.wait_for(condition, timeout, interval=interval, what=what)
+# The one wait_for, polling kubectl every 2 s unless told otherwise.
+wait_for = functools.partial(stack.wait_for, interval=2.0)
 
 
 class ResourcePeaks:

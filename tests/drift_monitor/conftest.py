@@ -20,9 +20,9 @@ import pytest
 from mlflow import MlflowClient
 
 from drift_monitor.reference import FeatureSpec, Reference
+from scripts.traffic import hotel_windows, to_records
 from tests import stack
 from tests.fakehttp import JsonAnswer, serve_json, server_url
-from tests.traffic import hotel_windows, to_records
 
 REFERENCE_ROWS = 5000
 MODEL_NAME = "hotel-adr-drift-tests"  # not the trainer's name, so the champion fixture is untouched

@@ -6,33 +6,28 @@ and Alertmanager with charts/mlops/files/alertmanager.yml.
 2. rows from summer 2017 → `drift-monitor` → drift on the seasonal features, DataDriftDetected
    fires in Prometheus (/api/v1/alerts) and reaches Alertmanager (/api/v2/alerts).
 
-`pytest -m integration tests/drift_monitor -s` prints the drift table of both runs.
+This module owns that scenario, the slowest of the suite (the alert's `for: 1m`); the e2e tests share
+its loop (tests/conftest.py) for what they add. `pytest -m integration tests/drift_monitor -s` prints
+the drift table of both runs.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from datetime import datetime
 
 import httpx
 import pytest
 
+from scripts.traffic import sample_records
 from tests import stack
-from tests.conftest import TrainedModel
-from tests.traffic import sample_records
 
 pytestmark = pytest.mark.integration
 
 ROWS_PER_PREDICTOR = 600
 BATCH = 100
 SEASONAL = {"arrival_month", "historical_adr"}
-
-
-@pytest.fixture(scope="module")
-def loop(champion: TrainedModel, mlflow_server: stack.Process, state_dir: Path) -> Iterator[stack.Loop]:
-    with stack.local_stack(state_dir / "drift-monitor-integration") as s:
-        yield stack.start_loop(s, mlflow_server, replicas=2)
+RULE_INTERVAL_SECONDS = 2  # the local Prometheus' evaluation interval (scripts/local_stack.py)
 
 
 def send_traffic(loop: stack.Loop, mode: str, seed: int) -> float:
@@ -79,16 +74,28 @@ def prometheus_value(loop: stack.Loop, query: str) -> list[dict]:
     return response.json()["data"]["result"]
 
 
+def last_evaluation(loop: stack.Loop, alert: str) -> float:
+    """When Prometheus last evaluated that alerting rule (unix seconds)."""
+    response = httpx.get(f"{loop.prometheus.url}/api/v1/rules", params={"type": "alert"}, timeout=5)
+    rules = [r for g in response.json()["data"]["groups"] for r in g["rules"] if r["name"] == alert]
+    return datetime.fromisoformat(rules[0]["lastEvaluation"]).timestamp()
+
+
 def test_training_period_traffic_raises_no_drift_alert(loop: stack.Loop) -> None:
     version = monitor(loop, since=send_traffic(loop, "normal", seed=100))
 
     assert version["enough_data"] is True
     assert version["drift_detected"] is False, version["drifted_features"]
     assert version["prediction"]["drifted"] is False
-    # Prometheus has the verdict from the Pushgateway; give the rules a few evaluations on it.
+    # Prometheus has the verdict from the Pushgateway; let the rules evaluate it twice.
     selector = f'drift_detected{{model_version="{version["model_version"]}"}} == 0'
     stack.wait_for(lambda: prometheus_value(loop, selector), 30, what="the no-drift verdict in Prometheus")
-    time.sleep(6)
+    seen = time.time()
+    stack.wait_for(
+        lambda: last_evaluation(loop, "DataDriftDetected") > seen + RULE_INTERVAL_SECONDS,
+        30,
+        what="two evaluations of DataDriftDetected on the verdict",
+    )
     assert stack.prometheus_alerts(loop.prometheus.url, "DataDriftDetected") == []
     assert stack.alertmanager_alerts(loop.alertmanager.url, "DataDriftDetected") == []
 

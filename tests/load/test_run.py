@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from tests.load.run import PREDICT_ROUTE, histogram_quantile, server_view
+from scripts.load.run import PREDICT_ROUTE, histogram_quantile, server_view
 
 
 def test_histogram_quantile_interpolates_like_prometheus() -> None:

@@ -6,7 +6,6 @@ no server); integration tests (test_integration.py) serve the session `champion`
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -27,6 +26,7 @@ from sklearn.preprocessing import OneHotEncoder
 
 from predictor.app import create_app
 from predictor.config import Settings
+from tests.stack import wait_for
 
 TINY_MODEL = "tiny-adr"
 
@@ -139,14 +139,6 @@ def tiny_settings(registry: TinyRegistry, **overrides: object) -> Settings:
     )
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 30, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
-
-
 @pytest.fixture
 def make_client(tiny_registry: TinyRegistry) -> Iterator[Callable[..., TestClient]]:
     """Build the app with settings overrides, start it, and (by default) wait until a model is served."""
@@ -157,7 +149,7 @@ def make_client(tiny_registry: TinyRegistry) -> Iterator[Callable[..., TestClien
         client.__enter__()
         clients.append(client)
         if ready:
-            wait_for(lambda: client.get("/readyz").status_code == 200)
+            wait_for(lambda: client.get("/readyz").status_code == 200, interval=0.05)
         return client
 
     yield make

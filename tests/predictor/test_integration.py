@@ -6,6 +6,7 @@ registered model of their own (`hotel-adr-predictor-test`), so the session's `ch
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -24,10 +25,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from sklearn.pipeline import Pipeline
 
+from scripts.traffic import sample_records
 from tests import stack
 from tests.conftest import TrainedModel
-from tests.predictor.conftest import BrokenOnLoad, TinyRegistry, wait_for
-from tests.traffic import sample_records
+from tests.predictor.conftest import BrokenOnLoad, TinyRegistry
+from tests.stack import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -141,12 +143,17 @@ def served_version(url: str) -> str:
     return httpx.get(f"{url}/v1/models/{COPY_NAME}").json()["version"]
 
 
-def reloads(url: str, outcome: str) -> float:
+def metric(url: str, name: str, **labels: str) -> float:
+    """One sample of the predictor's /metrics (0 when absent)."""
     for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text):
         for sample in family.samples:
-            if sample.name == "predictor_model_reloads_total" and sample.labels["outcome"] == outcome:
+            if sample.name == name and labels.items() <= sample.labels.items():
                 return sample.value
     return 0.0
+
+
+def reloads(url: str, outcome: str) -> float:
+    return metric(url, "predictor_model_reloads_total", outcome=outcome)
 
 
 def test_alias_move_is_served_within_the_poll_interval_without_failed_requests(
@@ -174,12 +181,12 @@ def test_alias_move_is_served_within_the_poll_interval_without_failed_requests(
     with ThreadPoolExecutor(4) as pool:
         for worker in range(4):
             pool.submit(hammer, worker)
-        time.sleep(1)
+        wait_for(lambda: versions["1"] >= 20, timeout=30, what="load on version 1")
         moved_at = time.monotonic()
         client.set_registered_model_alias(COPY_NAME, FOLLOW_ALIAS, new)
         wait_for(lambda: served_version(follower.url) == str(new), timeout=30)
         swap_seconds = time.monotonic() - moved_at
-        time.sleep(1)
+        wait_for(lambda: versions[str(new)] >= 20, timeout=30, what=f"load on version {new}")
         stop.set()
     assert set(statuses) == {200}, statuses
     assert set(versions) == {"1", str(new)}, versions
@@ -204,18 +211,26 @@ def test_broken_version_keeps_the_served_one(follower, copy_registry) -> None:
 
 
 def test_sigterm_finishes_in_flight_requests(follower) -> None:
-    rows = sample_records("normal", 1000, seed=5)
+    # Encoded once, so the six requests leave together instead of queueing behind json.dumps on the GIL.
+    body = json.dumps({"instances": sample_records("normal", 1000, seed=5)}).encode()
     with ThreadPoolExecutor(6) as pool:
         futures = [
             pool.submit(
                 httpx.post,
                 f"{follower.url}/v1/models/{COPY_NAME}:predict",
-                json={"instances": rows},
+                content=body,
+                headers={"content-type": "application/json"},
                 timeout=60,
             )
             for _ in range(6)
         ]
-        time.sleep(0.3)
+        # All six received and none answered yet (+1: the scrape that reads the gauge is in flight too).
+        wait_for(
+            lambda: metric(follower.url, "predictor_http_requests_in_flight") >= 7,
+            timeout=30,
+            interval=0.01,
+            what="six predict requests in flight",
+        )
         # A drained shutdown exits 0, so Kubernetes shows a stopped pod as Completed, not Error.
         assert follower.stop(timeout=30) == 0
         assert [f.result().status_code for f in futures] == [200] * 6

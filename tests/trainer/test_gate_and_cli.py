@@ -15,9 +15,9 @@ from mlflow import MlflowClient
 from mlflow.models import infer_signature
 from sklearn.dummy import DummyRegressor
 
+from scripts.traffic import hotel_windows
 from tests import stack
 from tests.conftest import TrainedModel
-from tests.traffic import hotel_windows
 
 
 def train_cli(tracking_uri: str, *args: str, **env: str):
