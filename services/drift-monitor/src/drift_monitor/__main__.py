@@ -91,18 +91,18 @@ def main(argv: list[str] | None = None) -> int:
             push_failure(settings.pushgateway_url, started_at=started_at, finished_at=time.time())
         return EXIT_FAILED
     if settings.monitoring_experiment and not report.skipped:  # a skip has no version to record
-        _record(settings, report)
+        _record(settings.mlflow_tracking_uri, settings.monitoring_experiment, report)
     return EXIT_OK
 
 
-def _record(settings: Settings, report: RunReport) -> None:
+def _record(tracking_uri: str, experiment: str, report: RunReport) -> None:
     """Optional: a failure here is logged, the run still counts as completed (the metrics are pushed)."""
     from mlflow import MlflowClient
 
     from drift_monitor.tracking import record_report
 
     try:
-        record_report(MlflowClient(settings.mlflow_tracking_uri), settings.monitoring_experiment, report)
+        record_report(MlflowClient(tracking_uri), experiment, report)
     except Exception:
         log.warning("could not record the report in MLflow", exc_info=True)
 

@@ -17,9 +17,10 @@ import os
 import sys
 import types
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
+from numpy.typing import NDArray
 
 Correction = Literal["bonferroni", "fdr"]
 
@@ -56,8 +57,8 @@ class KsTest:
 
 
 def detect_data_drift(
-    reference: np.ndarray,
-    current: np.ndarray,
+    reference: NDArray[Any],
+    current: NDArray[Any],
     *,
     feature_names: list[str],
     categorical_columns: list[int],
@@ -101,7 +102,7 @@ def detect_data_drift(
     return DataDrift(detected=detected, threshold=threshold, features=features)
 
 
-def detect_prediction_drift(reference: np.ndarray, current: np.ndarray, *, p_value: float) -> KsTest:
+def detect_prediction_drift(reference: NDArray[Any], current: NDArray[Any], *, p_value: float) -> KsTest:
     """Two-sample KS test on one-dimensional model outputs."""
     _, KSDrift = _alibi()
     detector = KSDrift(reference.reshape(-1, 1), p_val=p_value)
@@ -116,7 +117,7 @@ def detect_prediction_drift(reference: np.ndarray, current: np.ndarray, *, p_val
 def _alibi() -> tuple[type, type]:
     """(TabularDrift, KSDrift), imported on first use: a run that fails early should not pay for it."""
     spec = None if "alibi_detect" in sys.modules else importlib.util.find_spec("alibi_detect")
-    if spec is not None:
+    if spec is not None and spec.submodule_search_locations:
         # alibi_detect/__init__.py and alibi_detect/cd/__init__.py import every detector: numba via
         # cd.cvm_online, transformers via saving; ~220 MB the image leaves out. Stand in for those two
         # packages with empty modules over their installed directories, so only tabular.py, ks.py and
@@ -126,7 +127,7 @@ def _alibi() -> tuple[type, type]:
         cd.__path__ = [os.path.join(root, "cd")]
         package = types.ModuleType("alibi_detect")
         package.__path__ = [root]
-        package.cd = cd
+        package.cd = cd  # type: ignore[attr-defined]  # a module object takes any attribute
         sys.modules.update({"alibi_detect": package, "alibi_detect.cd": cd})
     from alibi_detect.cd.ks import KSDrift
     from alibi_detect.cd.tabular import TabularDrift

@@ -7,13 +7,16 @@ A p-value answers "is there any difference?" and with 50,000 samples even a negl
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from numpy.typing import NDArray
 
 NUMERIC_BINS = 10
 MIN_PROPORTION = 1e-4  # keeps log(p/q) finite when a bin is empty on one side
 
 
-def psi(reference: np.ndarray, current: np.ndarray, *, categorical: bool) -> float:
+def psi(reference: NDArray[Any], current: NDArray[Any], *, categorical: bool) -> float:
     """PSI of `current` against `reference`: per category, or over the reference's deciles for numbers."""
     if categorical:
         ref_bins, cur_bins = reference.astype("int64"), current.astype("int64")
@@ -29,6 +32,7 @@ def psi(reference: np.ndarray, current: np.ndarray, *, categorical: bool) -> flo
     return float(np.sum((p_cur - p_ref) * np.log(p_cur / p_ref)))
 
 
-def _proportions(bins: np.ndarray, n_bins: int) -> np.ndarray:
+def _proportions(bins: NDArray[Any], n_bins: int) -> NDArray[Any]:
     counts = np.bincount(bins, minlength=n_bins).astype("float64")
-    return np.clip(counts / max(counts.sum(), 1.0), MIN_PROPORTION, None)
+    proportions: NDArray[np.float64] = np.clip(counts / max(counts.sum(), 1.0), MIN_PROPORTION, None)
+    return proportions

@@ -9,13 +9,16 @@ chi-squared test or vanishing.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from drift_monitor.reference import FeatureSpec
 
 
-def encode(frame: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
+def encode(frame: pd.DataFrame, spec: FeatureSpec) -> NDArray[Any]:
     """A float matrix, one column per `spec.features` entry, in that order."""
     columns = []
     for feature in spec.features:
@@ -27,16 +30,17 @@ def encode(frame: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
     return np.column_stack(columns) if columns else np.empty((len(frame), 0))
 
 
-def encode_categories(values: pd.Series, categories: list[str]) -> np.ndarray:
+def encode_categories(values: pd.Series, categories: list[str]) -> NDArray[Any]:
     """Index in `categories`; unseen or missing values → `len(categories)` (the "other" code)."""
     codes = {category: code for code, category in enumerate(categories)}
     other = len(categories)
     return np.array([codes.get(str(v), other) if v is not None else other for v in values], dtype="float64")
 
 
-def numeric_complete_rows(matrix: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+def numeric_complete_rows(matrix: NDArray[Any], spec: FeatureSpec) -> NDArray[Any]:
     """Boolean mask of rows without a missing numeric value (categoricals already have a code for missing)."""
     numeric = [i for i, f in enumerate(spec.features) if f not in spec.categorical]
     if not numeric:
         return np.ones(len(matrix), dtype=bool)
-    return ~np.isnan(matrix[:, numeric]).any(axis=1)
+    complete: NDArray[np.bool_] = ~np.isnan(matrix[:, numeric]).any(axis=1)
+    return complete

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from drift_monitor.detectors import Correction, detect_data_drift, detect_prediction_drift
 from drift_monitor.effect_size import psi
@@ -20,7 +22,7 @@ log = logging.getLogger(__name__)
 def evaluate_version(
     reference: Reference,
     features: pd.DataFrame,
-    predictions: np.ndarray,
+    predictions: NDArray[Any],
     *,
     min_samples: int,
     p_value: float,

@@ -28,10 +28,8 @@ TIMEOUT_SECONDS = 10
 
 def push_report(gateway: str, report: RunReport) -> None:
     """Replace the whole `drift-monitor` group with this run's results; a skipped run only adds its status."""
-    if report.skipped:
-        push, registry = pushadd_to_gateway, skip_registry(report)
-    else:
-        push, registry = push_to_gateway, report_registry(report)
+    push = pushadd_to_gateway if report.skipped else push_to_gateway
+    registry = skip_registry(report) if report.skipped else report_registry(report)
     try:
         push(gateway, job=JOB, registry=registry, timeout=TIMEOUT_SECONDS)
     except OSError as exc:  # urllib errors and non-2xx answers

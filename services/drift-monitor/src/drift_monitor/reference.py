@@ -12,6 +12,7 @@ import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from mlflow import MlflowClient
@@ -41,7 +42,7 @@ class FeatureSpec:
     """Categorical feature → its known categories (sorted); the encoding's source of truth."""
 
     @classmethod
-    def from_json(cls, data: dict) -> FeatureSpec:
+    def from_json(cls, data: dict[str, Any]) -> FeatureSpec:
         try:
             return cls(
                 features=list(data["features"]),
@@ -74,6 +75,10 @@ def load_reference(client: MlflowClient, model_name: str, model_version: str) ->
         raise ReferenceNotFound(
             f"model version {model_name} v{model_version} is not in the MLflow registry ({exc.error_code})"
         ) from exc
+    if run_id is None:
+        raise ReferenceNotFound(
+            f"no reference artifacts for {model_name} v{model_version}: it was not logged from a run"
+        )
     with tempfile.TemporaryDirectory(prefix="drift-reference-") as tmp:
         try:
             local = Path(client.download_artifacts(run_id, REFERENCE_DIR, dst_path=tmp))

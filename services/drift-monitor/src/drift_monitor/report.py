@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class RunReport:
     def duration_seconds(self) -> float:
         return self.finished_at - self.started_at
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "skipped": self.skipped, "duration_seconds": self.duration_seconds}
 
     def to_json(self) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
@@ -71,7 +72,7 @@ def _metrics(version: VersionReport) -> dict[str, float]:
     return metrics
 
 
-def _version_document(report: RunReport, version: VersionReport) -> dict:
+def _version_document(report: RunReport, version: VersionReport) -> dict[str, Any]:
     everything = report.to_dict()
     everything["versions"] = [
         v for v in everything["versions"] if v["model_version"] == version.model_version

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
 import sys
@@ -54,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
             port=settings.port,
             log_config=log_config,
             access_log=False,  # RequestContextMiddleware logs each request once, with its request id
-            timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
+            timeout_graceful_shutdown=math.ceil(
+                settings.graceful_shutdown_seconds
+            ),  # uvicorn takes whole seconds
             loop="uvloop",
             http="httptools",
         )

@@ -39,7 +39,8 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 def service_of(request: Request) -> InferenceService:
-    return request.app.state.service
+    service: InferenceService = request.app.state.service  # set by create_app
+    return service
 
 
 def json_response(content: Any, status_code: int = 200) -> Response:

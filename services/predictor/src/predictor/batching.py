@@ -52,7 +52,7 @@ class MicroBatcher(Generic[Job, Result]):
         self._queue: deque[_Pending[Job, Result]] = deque()
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="inference", initializer=thread_initializer)
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="micro-batcher")

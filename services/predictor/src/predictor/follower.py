@@ -65,6 +65,7 @@ class ModelFollower:
                 await self.check()
                 if self.current is None:
                     raise ModelLoadError(f"{self.name}@{self.alias} could not be loaded")
+        assert self.current is not None  # the retries above end only once a version is served
         while True:
             await asyncio.sleep(self.poll_interval)
             try:

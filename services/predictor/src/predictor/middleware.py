@@ -66,7 +66,8 @@ class RequestContextMiddleware:
 
 
 def _request_id(scope: dict[str, Any]) -> str:
-    for key, value in scope["headers"]:
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    for key, value in headers:
         if key == REQUEST_ID_HEADER and _VALID_REQUEST_ID.match(value):
             return value.decode()
     return uuid.uuid4().hex

@@ -25,6 +25,8 @@ import pandas as pd
 import requests
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+from mlflow.pyfunc import PyFuncModel
+from numpy.typing import NDArray
 
 from predictor.errors import MlflowUnavailable, ModelLoadError
 from predictor.schema import ExtraFields, InputSchema
@@ -66,7 +68,7 @@ class LoadedModel:
     def version(self) -> str:
         return self.ref.version
 
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+    def predict(self, frame: pd.DataFrame) -> NDArray[Any]:
         """One prediction per row: shape (rows,) for one output, (rows, k) for k outputs."""
         return _as_rows(self.predict_fn(frame), len(frame))
 
@@ -148,7 +150,9 @@ class MlflowModelLoader:
         shutil.rmtree(model.local_path, ignore_errors=True)
 
 
-def _choose_predict_fn(pyfunc: mlflow.pyfunc.PyFuncModel, schema: InputSchema) -> tuple[Callable, bool]:
+def _choose_predict_fn(
+    pyfunc: PyFuncModel, schema: InputSchema
+) -> tuple[Callable[[pd.DataFrame], Any], bool]:
     """The flavor's own predict when it provably equals `pyfunc.predict` on the input example, else pyfunc's.
 
     `pyfunc.predict` re-enforces the signature on every call (a few ms per call for a wide table); our
@@ -194,7 +198,7 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
-def _as_rows(output: Any, rows: int) -> np.ndarray:
+def _as_rows(output: Any, rows: int) -> NDArray[Any]:
     if isinstance(output, pd.DataFrame | pd.Series):
         output = output.to_numpy()
     values = np.asarray(output)

@@ -32,7 +32,8 @@ def install_openapi(app: FastAPI, service: InferenceService, *, max_rows: int) -
         schema = model.schema if model else None
         if cache.get("schema") is not schema or "document" not in cache:
             cache.update(schema=schema, document=_document(app, service.follower.name, schema, max_rows))
-        return cache["document"]
+        document: dict[str, Any] = cache["document"]
+        return document
 
     app.openapi = openapi  # type: ignore[method-assign]
 

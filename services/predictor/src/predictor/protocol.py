@@ -83,7 +83,7 @@ def _summary(detail: list[dict[str, Any]], shown: int = 10) -> str:
 
 def request_body_models(schema: InputSchema, *, max_rows: int) -> list[type[BaseModel]]:
     """The three accepted body shapes as Pydantic models, with the model's real record fields."""
-    record = schema.record_model
+    records = list[schema.record_model]  # type: ignore[name-defined]  # a model built at runtime from the signature
     # The row limit is a description, not `maxItems`: past it the answer is 413, not a validation error.
     limit = f"one record per row, at most {max_rows} rows (PREDICTOR_MAX_BATCH_SIZE; more → 413)"
     rows = Field(..., min_length=1, description=limit)
@@ -98,7 +98,7 @@ def request_body_models(schema: InputSchema, *, max_rows: int) -> list[type[Base
         ),
     )
     return [
-        create_model("InstancesRequest", __config__=forbid, instances=(list[record], rows)),
-        create_model("DataframeRecordsRequest", __config__=forbid, dataframe_records=(list[record], rows)),
+        create_model("InstancesRequest", __config__=forbid, instances=(records, rows)),
+        create_model("DataframeRecordsRequest", __config__=forbid, dataframe_records=(records, rows)),
         create_model("DataframeSplitRequest", __config__=forbid, dataframe_split=(split, ...)),
     ]

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, DataType
+from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, TypeAdapter, create_model
 
 from predictor.errors import ModelLoadError
@@ -31,7 +32,7 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 # MLflow type → (Pydantic type of one JSON value, numpy dtype of the column when no value is missing).
 # Integers and strings are strict: "12" is not a long and 12 is not a string, as in MLflow's enforcement.
-_TYPES: dict[DataType, tuple[Any, np.dtype]] = {
+_TYPES: dict[DataType, tuple[Any, np.dtype[Any]]] = {
     DataType.boolean: (StrictBool, np.dtype("bool")),
     DataType.integer: (Annotated[StrictInt, Field(ge=_INT32[0], le=_INT32[1])], np.dtype("int32")),
     DataType.long: (Annotated[StrictInt, Field(ge=_INT64[0], le=_INT64[1])], np.dtype("int64")),
@@ -67,7 +68,7 @@ class InputSchema:
         self.columns = columns
         self.title = title
         self.record_model = _record_model(columns, title=title, extra=extra)
-        self._records = TypeAdapter(list[self.record_model])
+        self._records = TypeAdapter(list[self.record_model])  # type: ignore[name-defined]  # built at runtime
 
     @classmethod
     def from_signature(
@@ -80,11 +81,12 @@ class InputSchema:
             raise ModelLoadError("the model signature must name its input columns (a column-based schema)")
         columns = []
         for spec in inputs.inputs:
-            if not isinstance(spec, ColSpec) or spec.type not in _TYPES:
+            dtype = spec.type if isinstance(spec, ColSpec) else None
+            if spec.name is None or not isinstance(dtype, DataType) or dtype not in _TYPES:
                 raise ModelLoadError(
                     f"input column {spec.name!r} has type {spec.type}, which the predictor cannot serve"
                 )
-            columns.append(Column(name=spec.name, type=spec.type, required=spec.required))
+            columns.append(Column(name=spec.name, type=dtype, required=spec.required))
         return cls(tuple(columns), title=title, extra=extra)
 
     def __eq__(self, other: object) -> bool:
@@ -98,7 +100,10 @@ class InputSchema:
 
         Raises pydantic.ValidationError; locations are (row index, column name).
         """
-        return self._records.dump_python(self._records.validate_python(records), by_alias=True)
+        rows: list[dict[str, Any]] = self._records.dump_python(
+            self._records.validate_python(records), by_alias=True
+        )
+        return rows
 
     def to_frame(self, rows: list[dict[str, Any]]) -> pd.DataFrame:
         """One DataFrame for many validated rows, in signature order, with the signature's dtypes."""
@@ -137,10 +142,11 @@ def _model_name(title: str) -> str:
     return "".join(w[:1].upper() + w[1:] for w in words if w) + "Record"
 
 
-def _column(values: list[Any], dtype_of: DataType) -> np.ndarray:
+def _column(values: list[Any], dtype_of: DataType) -> NDArray[Any]:
     dtype = _TYPES[dtype_of][1]
     if dtype_of == DataType.datetime:
-        return pd.to_datetime(values).to_numpy(dtype="datetime64[ns]")
+        dates: NDArray[np.datetime64] = pd.to_datetime(values).to_numpy(dtype="datetime64[ns]")
+        return dates
     if dtype.kind in "iub" and None in values:
         # A missing optional number: pandas' own representation is a float column with NaN.
         return np.array(values, dtype="float64") if dtype.kind != "b" else np.array(values, dtype=object)

@@ -71,7 +71,7 @@ def load_settings(args: argparse.Namespace) -> Settings:
     return Settings(**overrides)
 
 
-def run_promote(settings: Settings, version: str) -> dict:
+def run_promote(settings: Settings, version: str) -> dict[str, object]:
     from mlflow import MlflowClient  # imported here: `wait-for-mlflow` runs in a 128Mi init container
 
     from trainer.gate import promote

@@ -11,9 +11,11 @@ import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from trainer.errors import DataError
 
@@ -125,9 +127,9 @@ def schema_summary(features: Features) -> dict[str, object]:
 class Split:
     """Row indices of the three windows, and the dates that bound them."""
 
-    train: np.ndarray
-    validation: np.ndarray
-    test: np.ndarray
+    train: NDArray[Any]
+    validation: NDArray[Any]
+    test: NDArray[Any]
     boundaries: dict[str, str]
 
 

@@ -14,7 +14,7 @@ def render(
     model_name: str,
     dataset: str,
     target: str,
-    summary: dict,
+    summary: dict[str, object],
     boundaries: dict[str, str],
     counts: dict[str, int],
     winner: str,

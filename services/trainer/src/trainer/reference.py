@@ -18,7 +18,9 @@ def reference_sample(model: Pipeline, X_fit: pd.DataFrame, rows: int, seed: int)
     return sample.assign(**{PREDICTION_COLUMN: model.predict(sample)})
 
 
-def feature_spec(features: Features, X_fit: pd.DataFrame, target: str, boundaries: dict[str, str]) -> dict:
+def feature_spec(
+    features: Features, X_fit: pd.DataFrame, target: str, boundaries: dict[str, str]
+) -> dict[str, object]:
     return {
         "target": target,
         "features": list(features.X.columns),

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -19,7 +20,9 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.data.code_dataset_source import CodeDatasetSource
 from mlflow.data.dataset_source import DatasetSource
+from mlflow.data.pandas_dataset import from_pandas
 from mlflow.models import infer_signature
+from numpy.typing import NDArray
 from sklearn.dummy import DummyRegressor
 from sklearn.pipeline import Pipeline
 
@@ -57,7 +60,7 @@ class TrainResult:
     promoted: bool
     reason: str
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, object]:
         return {
             "run_id": self.run_id,
             "version": self.version,
@@ -99,13 +102,13 @@ class Windows:
     """The three time windows as frames, plus train + validation: the rows the final model is fitted on."""
 
     X_train: pd.DataFrame
-    y_train: np.ndarray
+    y_train: NDArray[Any]
     X_val: pd.DataFrame
-    y_val: np.ndarray
+    y_val: NDArray[Any]
     X_test: pd.DataFrame
-    y_test: np.ndarray
+    y_test: NDArray[Any]
     X_fit: pd.DataFrame
-    y_fit: np.ndarray
+    y_fit: NDArray[Any]
 
     @classmethod
     def of(cls, features: Features, split: Split) -> Windows:
@@ -170,7 +173,8 @@ def log_model_and_reference(
         spec = feature_spec(features, w.X_fit, settings.target, split.boundaries)
         (ref_dir / FEATURE_SPEC_FILE).write_text(json.dumps(spec, indent=2))
         mlflow.log_artifacts(str(ref_dir), "reference")
-    return info.model_uri
+    model_uri: str = info.model_uri
+    return model_uri
 
 
 def register_and_gate(
@@ -241,7 +245,7 @@ def train(settings: Settings) -> TrainResult:
             | {f"split_{k}": v for k, v in split.boundaries.items()}
             | {f"rows_{k}": v for k, v in counts.items()}
         )
-        dataset = mlflow.data.from_pandas(
+        dataset = from_pandas(
             raw,
             source=dataset_source(settings.dataset),
             targets=settings.target,
