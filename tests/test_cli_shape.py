@@ -93,9 +93,26 @@ def test_log_settings_come_from_the_shared_variables(
     assert (settings().log_level, settings().log_format) == ("INFO", None)
 
 
+SERVICES = Path(__file__).resolve().parent.parent / "services"
+CONFIGS = ["trainer/src/trainer", "predictor/src/predictor", "drift-monitor/src/drift_monitor"]
+
+
+def shared_settings_code(package: str) -> str:
+    """The part of config.py every service holds a copy of: the log level type and the error line."""
+    text = (SERVICES / package / "config.py").read_text()
+    return (
+        text[text.index("LogLevel = ") : text.index("class Settings")]
+        + text[text.index("def describe_settings_error") :]
+    )
+
+
+def test_the_three_services_share_the_same_settings_error_code() -> None:
+    trainer, *others = (shared_settings_code(package) for package in CONFIGS)
+    assert others == [trainer, trainer]
+
+
 def test_trainer_and_drift_monitor_wait_for_mlflow_with_the_same_code() -> None:
     """Separate images, so two copies of mlflow_health.py: they differ only in the package name."""
-    services = Path(__file__).resolve().parent.parent / "services"
-    trainer = (services / "trainer/src/trainer/mlflow_health.py").read_text()
-    drift_monitor = (services / "drift-monitor/src/drift_monitor/mlflow_health.py").read_text()
+    trainer = (SERVICES / "trainer/src/trainer/mlflow_health.py").read_text()
+    drift_monitor = (SERVICES / "drift-monitor/src/drift_monitor/mlflow_health.py").read_text()
     assert trainer.replace("from trainer.", "from drift_monitor.") == drift_monitor
