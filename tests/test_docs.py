@@ -219,6 +219,19 @@ def test_readme_links_every_doc() -> None:
     assert unlinked == [], "pages the README neither links to nor names"
 
 
+@pytest.mark.parametrize("doc", [README, K8S_README, *DOCS], ids=doc_id)
+def test_repository_paths_in_docs_exist(doc: Path) -> None:
+    """A path the docs send a reader to (`services/...`, `charts/...`, `tests/...`) exists."""
+    roots = ("services/", "charts/", "tests/", "scripts/", "docs/", "k8s/", ".github/")
+    paths = {
+        span.split()[0].rstrip(",.:;")
+        for span in INLINE_CODE.findall(FENCE.sub("", doc.read_text()))
+        if span.startswith(roots) and not re.search(r"[<>…*{}]", span.split()[0])
+    }
+    missing = sorted(p for p in paths if not (REPO / p).exists())
+    assert missing == [], f"{doc_id(doc)} names paths that do not exist"
+
+
 def test_settings_table_lists_every_setting() -> None:
     documented = {v for row in config_rows() for v in variables_in(column(row, "variable"))}
     expected = set(settings_variables())
