@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from sklearn.pipeline import Pipeline
 
+from scripts.load.run import PREDICT_ROUTE
 from scripts.traffic import sample_records
 from tests import stack
 from tests.conftest import TrainedModel
@@ -143,17 +144,21 @@ def served_version(url: str) -> str:
     return httpx.get(f"{url}/v1/models/{COPY_NAME}").json()["version"]
 
 
-def metric(url: str, name: str, **labels: str) -> float:
-    """One sample of the predictor's /metrics (0 when absent)."""
-    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text):
-        for sample in family.samples:
-            if sample.name == name and labels.items() <= sample.labels.items():
-                return sample.value
-    return 0.0
+def scrape_metrics(url: str) -> list:
+    return [
+        s
+        for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text)
+        for s in family.samples
+    ]
+
+
+def total(samples: list, name: str, **labels: str) -> float:
+    """The sum of the samples of that name with those labels (0 when absent)."""
+    return sum(s.value for s in samples if s.name == name and labels.items() <= s.labels.items())
 
 
 def reloads(url: str, outcome: str) -> float:
-    return metric(url, "predictor_model_reloads_total", outcome=outcome)
+    return total(scrape_metrics(url), "predictor_model_reloads_total", outcome=outcome)
 
 
 def test_alias_move_is_served_within_the_poll_interval_without_failed_requests(
@@ -211,26 +216,25 @@ def test_broken_version_keeps_the_served_one(follower, copy_registry) -> None:
 
 
 def test_sigterm_finishes_in_flight_requests(follower) -> None:
-    # Encoded once, so the six requests leave together instead of queueing behind json.dumps on the GIL.
+    url = f"{follower.url}/v1/models/{COPY_NAME}:predict"
+
+    def answered(samples: list) -> float:
+        return total(samples, "predictor_http_requests_total", route=PREDICT_ROUTE)
+
+    answered_before = answered(scrape_metrics(follower.url))
+
+    def all_six_received_and_some_in_flight() -> bool:
+        samples = scrape_metrics(follower.url)  # one scrape: the gauge and the counter at the same moment
+        in_flight = total(samples, "predictor_http_requests_in_flight") - 1  # minus this scrape
+        return in_flight >= 1 and in_flight + answered(samples) - answered_before == 6
+
+    # One client, one encoded body: the six requests leave together (no per-request client or JSON
+    # encoding queueing on the GIL), so the server holds several at once.
     body = json.dumps({"instances": sample_records("normal", 1000, seed=5)}).encode()
-    with ThreadPoolExecutor(6) as pool:
-        futures = [
-            pool.submit(
-                httpx.post,
-                f"{follower.url}/v1/models/{COPY_NAME}:predict",
-                content=body,
-                headers={"content-type": "application/json"},
-                timeout=60,
-            )
-            for _ in range(6)
-        ]
-        # All six received and none answered yet (+1: the scrape that reads the gauge is in flight too).
-        wait_for(
-            lambda: metric(follower.url, "predictor_http_requests_in_flight") >= 7,
-            timeout=30,
-            interval=0.01,
-            what="six predict requests in flight",
-        )
+    headers = {"content-type": "application/json"}
+    with httpx.Client(timeout=60) as http, ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(http.post, url, content=body, headers=headers) for _ in range(6)]
+        wait_for(all_six_received_and_some_in_flight, timeout=30, interval=0.01, what="six requests received")
         # A drained shutdown exits 0, so Kubernetes shows a stopped pod as Completed, not Error.
         assert follower.stop(timeout=30) == 0
         assert [f.result().status_code for f in futures] == [200] * 6

@@ -151,7 +151,7 @@ async def samples(
 ) -> Response:
     """Recent predicted rows (features, prediction, version, request id), oldest first, for the drift monitor."""
     buffer = service_of(request).samples
-    selected = buffer.since(since, limit or buffer.size)
+    selected = buffer.since(since, min(limit or buffer.size, buffer.size))  # a huge limit overflows islice
     return json_response(
         {
             "samples": [s.as_dict() for s in selected],
