@@ -90,9 +90,10 @@ system-deps:  ## Debian packages the tests run for real: Prometheus, Alertmanage
 	fi
 
 # ---------------------------------------------------------------- checks
-lint: setup system-deps  ## ruff, Dockerfile lint, workflow schema, promtool check rules
+lint: setup system-deps  ## ruff, mypy (the services, strict), Dockerfile lint, workflow schema, promtool check rules
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/hadolint services/*/Dockerfile k8s/mlflow/Dockerfile
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	promtool check rules $(CHART)/rules/*.yaml

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import mlflow
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+from numpy.typing import NDArray
 
 from trainer.errors import TrainerError
 from trainer.evaluation import regression_metrics
@@ -57,7 +59,7 @@ def compare(new_rmse: float, alias: str, champion: ChampionScore | None) -> Gate
 
 
 def score_champion(
-    client: MlflowClient, model_name: str, alias: str, X_test: pd.DataFrame, y_test: np.ndarray
+    client: MlflowClient, model_name: str, alias: str, X_test: pd.DataFrame, y_test: NDArray[Any]
 ) -> ChampionScore | None:
     """The champion's RMSE on the test rows; None without a champion; TrainerError if it cannot be loaded."""
     try:
@@ -84,7 +86,7 @@ def decide(
     alias: str,
     new_rmse: float,
     X_test: pd.DataFrame,
-    y_test: np.ndarray,
+    y_test: NDArray[Any],
 ) -> GateDecision:
     """Compare with the current champion on the same test rows; no champion means promote."""
     return compare(new_rmse, alias, score_champion(client, model_name, alias, X_test, y_test))
