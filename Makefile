@@ -11,7 +11,7 @@ TOOLS ?= .tools
 STATE ?= .state
 CHART ?= charts/mlops
 
-# The same names the services read (see README, "Configuration").
+# The same names the services read (docs/interfaces.md, "Settings").
 MLFLOW_PORT ?= 5000
 export MLFLOW_TRACKING_URI ?= http://127.0.0.1:$(MLFLOW_PORT)
 
@@ -114,7 +114,7 @@ test-unit: setup  ## the fast tests only (the venv, under two minutes): run afte
 test-images: setup  ## build and run the three images with podman (needs ../shared/tools/container-engine all)
 	$(BIN)/pytest tests/images -m images
 
-# The README's Minikube path and the day-2 operations on a real cluster: any kubeconfig (kube-cluster
+# The Minikube walkthrough (k8s/README.md) and the day-2 operations on a real cluster: any kubeconfig (kube-cluster
 # here, Minikube in .github/workflows/e2e.yml). CLUSTER_IMAGE_LOADER copies the podman-built images
 # in (e.g. "kube-cluster load", "minikube image load"); empty: they are in the cluster already.
 CLUSTER_IMAGE_LOADER ?=
