@@ -35,7 +35,7 @@ DURATION ?= 30s
 MODE ?= normal
 
 .PHONY: help setup tools system-deps lint fmt test test-unit test-images test-cluster mlflow train predictor \
-        drift-monitor demo bench load images minikube-up dev clean
+        demo bench load images minikube-up dev clean
 
 help:  ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -111,7 +111,7 @@ test-unit: setup  ## the fast tests only (the venv, under two minutes): run afte
 	$(BIN)/pytest tests -m "not integration and not e2e and not images and not cluster" \
 	  --ignore=tests/images --ignore=tests/cluster
 
-test-images: setup  ## build and run the three images with podman (needs ../shared/tools/container-engine all)
+test-images: setup  ## build the four images and run them with podman (needs ../shared/tools/container-engine all)
 	$(BIN)/pytest tests/images -m images
 
 # The Minikube walkthrough (k8s/README.md) and the day-2 operations on a real cluster: any kubeconfig (kube-cluster

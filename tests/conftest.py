@@ -20,12 +20,14 @@ from tests import stack
 # contributor's loop: the venv only, under two minutes) leaves them to `make test`.
 SERVER_FIXTURES = {"mlflow_server", "champion", "pushgateway", "registered_reference"}
 TOOL_FOLDERS = ("tests/chart/",)
+VENV_ONLY = ("tests/chart/test_schema.py",)  # reads values.schema.json, no helm
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         path = item.path.relative_to(stack.REPO).as_posix()
-        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) or path.startswith(TOOL_FOLDERS):
+        needs_tool = path.startswith(TOOL_FOLDERS) and not path.startswith(VENV_ONLY)
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) or needs_tool:
             item.add_marker(pytest.mark.integration)
 
 

@@ -1,7 +1,7 @@
 """kubectl and helm as a user types them, against whatever cluster KUBECONFIG names.
 
 Every call goes through the real CLIs (no client library), so the tests exercise exactly the
-commands the README prints. Output of failed commands is part of the error.
+commands k8s/README.md prints. Output of failed commands is part of the error.
 """
 
 from __future__ import annotations

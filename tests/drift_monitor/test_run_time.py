@@ -1,10 +1,10 @@
-"""How long one monitor run takes for 10,000 samples (2 pods x 5,000), printed for the README.
+"""How long one monitor run takes for two pods' full sample buffers (services/drift-monitor/README.md, "Run time").
 
 `pytest tests/drift_monitor/test_run_time.py -s` shows two numbers:
 - the run itself, in a warm process: scrape 10k samples over HTTP, download the reference from
-  MLflow, KS / chi-squared on 27 features, PSI, prediction KS;
+  MLflow, KS / chi-squared per feature, PSI, prediction KS;
 - the whole `drift-monitor` process, as a CronJob pays it: plus interpreter start and imports
-  (alibi-detect's import alone takes seconds: it pulls in numba and transformers).
+  (alibi-detect's detectors and MLflow).
 """
 
 from __future__ import annotations

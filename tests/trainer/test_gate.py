@@ -117,3 +117,17 @@ def test_decide_fails_when_the_champion_cannot_be_loaded(client: MlflowClient, t
     client.set_registered_model_alias("gate-unloadable", ALIAS, "1")
     with pytest.raises(TrainerError, match="cannot load champion v1 to compare with the new model"):
         decide(client, "gate-unloadable", ALIAS, 1.0, *test_rows)
+
+
+def test_decide_with_a_model_but_no_alias_yet_promotes(client: MlflowClient, test_rows) -> None:
+    client.create_registered_model("gate-no-alias")
+    assert decide(client, "gate-no-alias", ALIAS, 1.0, *test_rows).promoted is True
+
+
+def test_decide_fails_when_the_registry_cannot_answer(test_rows, monkeypatch) -> None:
+    """A registry that errors (here: nothing listens) is not "no champion": promoting would skip the gate."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    unreachable = MlflowClient("http://127.0.0.1:9")  # the discard port: connection refused
+    with pytest.raises(TrainerError, match="cannot look up the 'champion' alias of 'gate-down'"):
+        decide(unreachable, "gate-down", ALIAS, 1.0, *test_rows)

@@ -337,7 +337,7 @@ containers:
   - name: trainer
     image: {{ include "mlops.image" (dict "root" . "image" .Values.trainer.image) }}
     imagePullPolicy: {{ .Values.trainer.image.pullPolicy }}
-    # `trainer train` (as `make train`); the CLI's other subcommand, `promote`, is for humans.
+    # `trainer train` (as `make train`); `promote` is for humans, `wait-for-mlflow` is the init container.
     args: [train]
     env:
       {{- include "mlops.mlflowClientEnv" . | nindent 6 }}

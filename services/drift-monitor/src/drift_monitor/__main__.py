@@ -86,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, DriftMonitorError):
             log.error("drift-monitor run failed: %s", exc)
         else:
-            log.exception("drift-monitor run failed with an unexpected error")
+            # One line like the other failures; the traceback at DEBUG (LOG_LEVEL=DEBUG shows it).
+            log.error("drift-monitor run failed with an unexpected error: %s: %s", type(exc).__name__, exc)
+            log.debug("traceback", exc_info=True)
         if settings.pushgateway_url:
             push_failure(settings.pushgateway_url, started_at=started_at, finished_at=time.time())
         return EXIT_FAILED

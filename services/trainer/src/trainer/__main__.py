@@ -115,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     except TrainerError as exc:
         log.error("trainer failed: %s", exc)
         return EXIT_FAILED
+    except Exception as exc:  # a bug or a library error we did not foresee: one line, details at DEBUG
+        log.error("trainer failed with an unexpected error: %s: %s", type(exc).__name__, exc)
+        log.debug("traceback", exc_info=True)
+        return EXIT_FAILED
     print(json.dumps(outcome, indent=2))
     return EXIT_OK
 

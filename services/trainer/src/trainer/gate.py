@@ -22,6 +22,9 @@ from trainer.evaluation import regression_metrics
 
 log = logging.getLogger(__name__)
 
+# What MLflow answers when the model or the alias does not exist yet (REST and SQL stores alike).
+NO_CHAMPION_ERRORS = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
+
 
 @dataclass(frozen=True)
 class GateDecision:
@@ -64,10 +67,14 @@ def score_champion(
     """The champion's RMSE on the test rows; None without a champion; TrainerError if it cannot be loaded."""
     try:
         current = client.get_model_version_by_alias(model_name, alias)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if exc.error_code in NO_CHAMPION_ERRORS:
+            return None
+        # A 5xx or an auth error says nothing about the champion: promoting blindly would skip the gate.
+        raise TrainerError(f"cannot look up the {alias!r} alias of {model_name!r}: {exc}") from exc
     try:
-        champion = mlflow.pyfunc.load_model(f"models:/{model_name}@{alias}")
+        # The version just resolved, not the alias again: the comparison is with the model named above.
+        champion = mlflow.pyfunc.load_model(f"models:/{model_name}/{current.version}")
     except Exception as exc:  # MLflow down, artifact missing: no comparison, so no promotion either
         raise TrainerError(
             f"cannot load champion v{current.version} to compare with the new model: {exc}"
