@@ -157,7 +157,7 @@ def run() -> None:
                 say(f"Alertmanager: received, receivers {[r['name'] for r in routed['receivers']]}")
 
         urls = {"MLflow UI": mlflow.url, "predictor /docs": f"{loop.predictors[0].url}/docs"}
-        if monitoring:
+        if loop.prometheus and loop.alertmanager:  # started only with the Prometheus packages
             urls |= {
                 "Prometheus alerts": f"{loop.prometheus.url}/alerts",
                 "Alertmanager": loop.alertmanager.url,

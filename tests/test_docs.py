@@ -436,3 +436,25 @@ def test_model_doc_metrics_match_a_training_run(champion: TrainedModel) -> None:
             if round(measured[metric], decimals) != parse_number(stated):
                 wrong[f"{label} {key}"] = (stated, round(measured[metric], decimals))
     assert wrong == {}, "docs/model.md's metrics differ from a training run: {row: (docs, run)}"
+
+
+# ----------------------------------------------------------------------------------- metrics
+METRIC_NAME = re.compile(r'"((?:predictor|drift)_[a-z_]+)"')
+METRIC_SOURCES = [
+    REPO / "services/predictor/src/predictor/metrics.py",
+    REPO / "services/drift-monitor/src/drift_monitor/metrics.py",
+]
+
+
+def test_metrics_tables_match_the_code() -> None:
+    """docs/interfaces.md lists every metric the services define, and no metric they don't."""
+    defined = {name for source in METRIC_SOURCES for name in METRIC_NAME.findall(source.read_text())}
+    text = (REPO / "docs" / "interfaces.md").read_text()
+    documented = {
+        name.removesuffix("_total")  # prometheus_client appends _total to a counter's name
+        for span in INLINE_CODE.findall(text)
+        for name in re.findall(r"\b(?:predictor|drift)_[a-z_]+\b", span)
+        if not name.endswith("_") and not name.startswith("drift_monitor")  # `drift_feature_*`, job names
+    }
+    assert sorted(defined - documented) == [], "metrics missing from docs/interfaces.md"
+    assert sorted(documented - defined) == [], "docs/interfaces.md names metrics the code does not define"
