@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import stack
+from scripts import local_stack as stack
 
 # Fixtures that start a real server or train on the real data, and folders whose tests run tools
 # outside the venv (helm, checkov): their tests are `integration`, so `make test-unit` (the

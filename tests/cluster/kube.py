@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests import stack
+from scripts import local_stack as stack
 
 REPO = stack.REPO
 LOG_DIR = REPO / ".state" / "cluster"

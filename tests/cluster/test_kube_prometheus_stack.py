@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests import stack
+from scripts import local_stack as stack
 from tests.cluster import kube, scenario
 from tests.cluster.test_minikube_path import drift_check_in, make_load
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from tests import stack
+from scripts import local_stack as stack
 from tests.cluster import kube, scenario
 from tests.cluster.conftest import REPORT
 

@@ -20,8 +20,8 @@ import pytest
 from mlflow import MlflowClient
 
 from drift_monitor.reference import FeatureSpec, Reference
+from scripts import local_stack as stack
 from scripts.traffic import hotel_windows, to_records
-from tests import stack
 from tests.fakehttp import JsonAnswer, serve_json, server_url
 
 REFERENCE_ROWS = 5000

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 
-from tests import stack
+from scripts import local_stack as stack
 from tests.drift_monitor.conftest import (
     HTTP_PORT,
     NAMESPACE,

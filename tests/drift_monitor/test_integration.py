@@ -19,8 +19,8 @@ from datetime import datetime
 import httpx
 import pytest
 
+from scripts import local_stack as stack
 from scripts.traffic import sample_records
-from tests import stack
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ from kubernetes import client
 from drift_monitor.config import Settings
 from drift_monitor.errors import NoTargets
 from drift_monitor.monitor import run
-from tests import stack
+from scripts import local_stack as stack
 from tests.drift_monitor.conftest import (
     HTTP_PORT,
     NAMESPACE,

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from drift_monitor.errors import PushFailed
 from drift_monitor.push import JOB, push_failure, push_report
 from drift_monitor.report import FeatureDrift, PredictionDrift, RunReport, VersionReport
-from tests import stack
+from scripts import local_stack as stack
 
 
 def version_report(version: str, *, drifted: bool) -> VersionReport:

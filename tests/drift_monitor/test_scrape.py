@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from drift_monitor.scrape import scrape_samples
-from tests import stack
+from scripts import local_stack as stack
 from tests.drift_monitor.conftest import contract_samples
 
 

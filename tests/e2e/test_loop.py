@@ -23,8 +23,8 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 
+from scripts import local_stack as stack
 from scripts.load.run import Load, finish, scrape, server_view, start_locust
-from tests import stack
 from tests.conftest import LOOP_POLL_SECONDS, TrainedModel
 
 pytestmark = pytest.mark.e2e

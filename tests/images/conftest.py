@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import stack
+from scripts import local_stack as stack
 from tests.images import podman as pm
 from tests.version import app_version
 

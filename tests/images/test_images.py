@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests import stack
+from scripts import local_stack as stack
 from tests.fakehttp import serve_json, server_url
 from tests.images import podman as pm
 from tests.images.conftest import (

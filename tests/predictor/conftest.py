@@ -26,7 +26,7 @@ from sklearn.preprocessing import OneHotEncoder
 
 from predictor.app import create_app
 from predictor.config import Settings
-from tests.stack import wait_for
+from scripts.local_stack import wait_for
 
 TINY_MODEL = "tiny-adr"
 

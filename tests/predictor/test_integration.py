@@ -25,12 +25,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from sklearn.pipeline import Pipeline
 
+from scripts import local_stack as stack
 from scripts.load.run import PREDICT_ROUTE
+from scripts.local_stack import wait_for
 from scripts.traffic import sample_records
-from tests import stack
 from tests.conftest import TrainedModel
 from tests.predictor.conftest import BrokenOnLoad, TinyRegistry
-from tests.stack import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ from mlflow import MlflowClient
 from mlflow.models import infer_signature
 from sklearn.dummy import DummyRegressor
 
+from scripts import local_stack as stack
 from scripts.traffic import hotel_windows
-from tests import stack
 from tests.conftest import TrainedModel
 
 
