@@ -127,12 +127,9 @@ def test_helm_install_registers_the_champion(release: Release, stage) -> None:
         )
     ]
     assert not failed, f"failed Jobs after a fresh install: {failed}"
-    values = json.loads(
-        kube.run(["helm", "get", "values", RELEASE, "-n", NAMESPACE, "--all", "-o", "json"]).stdout
-    )
-    release.predictor_image = (
-        f"{values['predictor']['image']['repository']}:{values['predictor']['image']['tag']}"
-    )
+    # The image as the chart rendered it (its tag defaults to the chart's appVersion).
+    deployment = release.ns.get("deployment", f"{RELEASE}-predictor")
+    release.predictor_image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
 
 
 def test_predictor_rollout_and_helm_test(release: Release, stage) -> None:
