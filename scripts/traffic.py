@@ -14,7 +14,7 @@ from functools import cache
 import pandas as pd
 
 from trainer.config import Settings
-from trainer.data import load_dataset, prepare, time_split
+from trainer.data import Features, Split, load_dataset, prepare, time_split
 
 MODES = ("normal", "drift", "validation")
 
@@ -33,8 +33,8 @@ class Windows:
 
 
 @cache
-def hotel_windows() -> Windows:
-    """Feature rows (plus the target column) of each window of the default dataset."""
+def default_split() -> tuple[Features, Split]:
+    """The default dataset prepared and split exactly as `trainer train` does with default settings."""
     s = Settings()
     features = prepare(
         load_dataset(s.dataset),
@@ -46,6 +46,14 @@ def hotel_windows() -> Windows:
     split = time_split(
         features.dates, validation_fraction=s.validation_fraction, test_fraction=s.test_fraction
     )
+    return features, split
+
+
+@cache
+def hotel_windows() -> Windows:
+    """Feature rows (plus the target column) of each window of the default dataset."""
+    s = Settings()
+    features, split = default_split()
     table = features.X.assign(**{s.target: features.y})
     fitted_on = sorted([*split.train, *split.validation])
     return Windows(

@@ -381,22 +381,9 @@ def parse_number(cell: str) -> float:
 
 def test_model_doc_data_figures_match_the_data() -> None:
     """Rows, dates, feature counts and the split windows of docs/model.md, from the trainer's code."""
-    from trainer.config import Settings
-    from trainer.data import load_dataset, prepare, time_split
+    from scripts.traffic import default_split
 
-    settings = Settings()
-    features = prepare(
-        load_dataset(settings.dataset),
-        target=settings.target,
-        date_column=settings.date_column,
-        drop_columns=settings.drop_columns,
-        min_rows=settings.min_rows,
-    )
-    split = time_split(
-        features.dates,
-        validation_fraction=settings.validation_fraction,
-        test_fraction=settings.test_fraction,
-    )
+    features, split = default_split()
     text = section(MODEL_DOC.read_text(), "The problem and the data")
     prose = " ".join(text.split())
     first, last = features.dates.min().date(), features.dates.max().date()
