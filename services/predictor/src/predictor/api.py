@@ -6,18 +6,27 @@ app.py guards with the bearer token when PREDICTOR_API_TOKEN is set.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from typing import Annotated, Any
 
 import orjson
+import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 from starlette.convertors import StringConvertor, register_url_convertor
 
-from predictor.errors import BatchTooLarge, ModelNotReady, Unauthorized
+from predictor import metrics
+from predictor.errors import BatchTooLarge, LedgerUnavailable, ModelNotReady, Unauthorized
 from predictor.inference import InferenceService
+from predictor.ledger import prediction_id
+from predictor.ledger.feedback import FeedbackResponse, feedback_response, parse_feedback, request_body_schema
+from predictor.ledger.writer import LedgerWriter
 from predictor.protocol import parse_predict_body
 from predictor.responses import ErrorResponse, ModelMetadata, PredictResponse, SamplesResponse, Status
+
+log = logging.getLogger(__name__)
 
 PREDICT_REQUEST_REF = "#/components/schemas/PredictRequest"  # filled in with the model's fields by openapi.py
 
@@ -118,11 +127,54 @@ async def predict(name: str, request: Request) -> Response:
     return json_response(
         {
             "predictions": predictions,
+            "prediction_ids": [prediction_id(request_id, row) for row in range(len(predictions))],
             "model_name": model.name,
             "model_version": model.version,
             "request_id": request_id,
         }
     )
+
+
+@protected.post(
+    "/v1/models/{name:model_name}:feedback",
+    status_code=202,
+    response_model=FeedbackResponse,
+    responses=_errors(401, 404, 413, 422, 503),
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": request_body_schema()}}}
+    },
+    tags=["feedback"],
+)
+async def feedback(name: str, request: Request) -> Response:
+    """Store the true values of earlier predictions (delayed labels), by prediction id.
+
+    202 only once every label is stored durably; an id sent again replaces its label (last write wins).
+    Ids without a prediction in the ledger are stored too and reported as unmatched. 503 while the
+    ledger database is down: nothing was stored, send the same body again.
+    """
+    service = service_of(request)
+    service.check_served(name)
+    settings = request.app.state.settings
+    ledger: LedgerWriter | None = request.app.state.ledger
+    labels = parse_feedback(
+        await read_body(request, settings.max_body_bytes), max_labels=settings.feedback_max_labels
+    )
+    if ledger is None:
+        raise LedgerUnavailable("no ledger database is configured (PREDICTOR_LEDGER_DATABASE_URL)")
+    if not ledger.ready:
+        raise LedgerUnavailable("the ledger database is not reachable yet")
+    try:
+        outcome = await run_in_threadpool(ledger.store.store_labels, labels)
+    except sa.exc.SQLAlchemyError as exc:
+        log.warning(
+            "could not store labels", extra={"labels": len(labels), "error": str(getattr(exc, "orig", exc))}
+        )
+        raise LedgerUnavailable("the ledger database did not answer; nothing was stored") from None
+    unmatched = len(outcome.unmatched_ids)
+    metrics.FEEDBACK_LABELS.labels("matched").inc(outcome.matched)
+    metrics.FEEDBACK_LABELS.labels("unmatched").inc(unmatched)
+    metrics.FEEDBACK_LABELS.labels("duplicate").inc(outcome.duplicates)
+    return json_response(feedback_response(outcome), status_code=202)
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -20,12 +21,16 @@ from predictor.config import Settings
 from predictor.errors import ServiceError
 from predictor.follower import ModelFollower
 from predictor.inference import InferenceService
+from predictor.ledger.store import create_ledger_engine
+from predictor.ledger.writer import LedgerWriter
 from predictor.middleware import RequestContextMiddleware
 from predictor.model import MlflowModelLoader
 from predictor.openapi import install_openapi
 from predictor.samples import SampleBuffer
 
 log = logging.getLogger(__name__)
+
+LEDGER_FLUSH_SECONDS = 5.0  # at shutdown, after the in-flight requests drained
 
 DESCRIPTION = """Serves the MLflow model that a registry alias points to, over the KServe V1 protocol.
 
@@ -43,26 +48,34 @@ def create_app(settings: Settings) -> FastAPI:
     )
     samples = SampleBuffer(settings.sample_buffer_size)
     metrics.SAMPLES_BUFFERED.set_function(samples.__len__)
+    ledger = _ledger_writer(settings)
     service = InferenceService(
         follower,
         samples,
         microbatch_max_rows=settings.microbatch_max_rows,
         inference_threads=settings.inference_threads,
         prediction_buckets=settings.prediction_buckets,
+        ledger=ledger,
+        ledger_sample_rate=settings.ledger_sample_rate,
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         service.start()
+        if ledger is not None:
+            ledger.start()
         following = asyncio.create_task(follower.run(), name="model-follower")
         yield
         following.cancel()
         await asyncio.gather(following, return_exceptions=True)
         await service.stop()
+        if ledger is not None:  # after the batcher: the last batches' rows are queued by now
+            await asyncio.to_thread(ledger.stop, LEDGER_FLUSH_SECONDS)
 
     app = FastAPI(title="predictor", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.service = service
+    app.state.ledger = ledger
     app.add_middleware(RequestContextMiddleware)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -73,6 +86,17 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_route("/metrics", _metrics, include_in_schema=False)
     install_openapi(app, service, max_rows=settings.max_batch_size)
     return app
+
+
+def _ledger_writer(settings: Settings) -> LedgerWriter | None:
+    if settings.ledger_url is None:
+        return None
+    return LedgerWriter(
+        create_ledger_engine(settings.ledger_url),
+        queue_rows=settings.ledger_queue_rows,
+        retention=timedelta(days=settings.ledger_retention_days),
+        max_rows=settings.ledger_max_rows,
+    )
 
 
 async def _metrics(_: Request) -> Response:

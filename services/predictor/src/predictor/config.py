@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from predictor.ledger.store import normalise_url
+
 # Average nightly room prices span roughly 0–500; buckets in the unit of the model's output.
 DEFAULT_PREDICTION_BUCKETS = (0, 25, 50, 75, 100, 125, 150, 200, 250, 300, 400, 500, 750, 1000)
 
@@ -73,10 +75,28 @@ class Settings(BaseSettings):
     """Longest wait between attempts to load the model at start-up (exponential backoff up to this)."""
     graceful_shutdown_seconds: float = Field(20, ge=0)
     """On SIGTERM, how long in-flight requests may take to finish before the process exits."""
+    ledger_database_url: SecretStr | None = None
+    """Predictions ledger and labels (`postgresql://…` or `sqlite:///file.db`); unset → no ledger, feedback answers 503."""
+    ledger_sample_rate: float = Field(1.0, ge=0, le=1)
+    """Share of predicted rows kept in the ledger, chosen by a hash of the prediction id (the same on every pod)."""
+    ledger_retention_days: float = Field(14, gt=0)
+    """Predictions and labels older than this are deleted from the ledger."""
+    ledger_max_rows: int = Field(1_000_000, ge=1)
+    """Upper bound on predictions in the ledger; the oldest are deleted past it."""
+    ledger_queue_rows: int = Field(50_000, ge=1)
+    """Sampled rows buffered in memory while the database is slow or down; more are dropped and counted."""
+    feedback_max_labels: int = Field(10_000, ge=1)
+    """Labels per feedback request; more is answered with 413 (`predictor labels import` for bulk loads)."""
 
     _split_buckets = field_validator("prediction_buckets", mode="before")(_split_floats)
     _log_level_upper = field_validator("log_level", mode="before")(_upper)
     _log_format_unset = field_validator("log_format", mode="before")(_empty_is_unset)
+    _ledger_unset = field_validator("ledger_database_url", mode="before")(_empty_is_unset)
+
+    @field_validator("ledger_database_url")
+    @classmethod
+    def _supported_database(cls, value: SecretStr | None) -> SecretStr | None:
+        return None if value is None else SecretStr(normalise_url(value.get_secret_value()))
 
     @field_validator("prediction_buckets")
     @classmethod
@@ -88,6 +108,10 @@ class Settings(BaseSettings):
     @property
     def token(self) -> str | None:
         return self.api_token.get_secret_value() if self.api_token else None
+
+    @property
+    def ledger_url(self) -> str | None:
+        return self.ledger_database_url.get_secret_value() if self.ledger_database_url else None
 
 
 def describe_settings_error(exc: ValidationError) -> str:

@@ -55,6 +55,15 @@ class ModelNotReady(ServiceError):
     status_code = 503
 
 
+class LedgerUnavailable(ServiceError):
+    """The ledger database is not configured, not migrated yet, or not answering: nothing was stored, retry."""
+
+    status_code = 503
+
+    def __init__(self, message: str):
+        super().__init__(message, headers={"Retry-After": "5"})
+
+
 class PredictionFailed(ServiceError):
     """The model raised on input that passed validation: a model bug, not a client error."""
 

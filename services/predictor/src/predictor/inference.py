@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from itertools import accumulate, groupby
 from typing import Any
 
@@ -16,6 +17,9 @@ from predictor import metrics
 from predictor.batching import MicroBatcher
 from predictor.errors import ModelNotFound, ModelNotReady, PredictionFailed
 from predictor.follower import ModelFollower
+from predictor.ledger import prediction_id
+from predictor.ledger.sampling import is_sampled
+from predictor.ledger.writer import LedgerWriter
 from predictor.model import LoadedModel
 from predictor.samples import Sample, SampleBuffer
 
@@ -44,9 +48,13 @@ class InferenceService:
         microbatch_max_rows: int,
         inference_threads: int,
         prediction_buckets: list[float],
+        ledger: LedgerWriter | None = None,
+        ledger_sample_rate: float = 1.0,
     ):
         self.follower = follower
         self.samples = samples
+        self.ledger = ledger
+        self.ledger_sample_rate = ledger_sample_rate
         self._prediction_value = metrics.prediction_value(prediction_buckets)
         self._batcher: MicroBatcher[_Job, list[Any]] = MicroBatcher(
             self._predict_batch,
@@ -60,12 +68,16 @@ class InferenceService:
     async def stop(self) -> None:
         await self._batcher.stop()
 
-    def model(self, name: str) -> LoadedModel:
-        """The served model under this name; 404 for another name, 503 until one is loaded."""
+    def check_served(self, name: str) -> None:
+        """404 unless this predictor serves the model `name` (loaded or not)."""
         if name != self.follower.name:
             raise ModelNotFound(
                 f"model {name!r} is not served here; this predictor serves {self.follower.name!r}"
             )
+
+    def model(self, name: str) -> LoadedModel:
+        """The served model under this name; 404 for another name, 503 until one is loaded."""
+        self.check_served(name)
         model = self.follower.current
         if model is None:
             raise ModelNotReady(
@@ -104,6 +116,8 @@ class InferenceService:
             for job, predictions in zip(jobs, per_job, strict=True)
             for row, prediction in zip(job.rows, predictions, strict=True)
         ]
+        if self.ledger is not None:
+            self.ledger.offer(self._ledger_rows(model, jobs, per_job))
         dropped = self.samples.extend(samples)
         if dropped:
             metrics.SAMPLES_DROPPED.inc(dropped)
@@ -115,3 +129,26 @@ class InferenceService:
         for sample in samples:
             if isinstance(sample.prediction, int | float):
                 value.observe(sample.prediction)
+
+    def _ledger_rows(
+        self, model: LoadedModel, jobs: list[_Job], per_job: list[list[Any]]
+    ) -> list[dict[str, Any]]:
+        """The sampled rows as ledger records, with the ids the responses carry (`<request id>:<row>`)."""
+        rows: list[dict[str, Any]] = []
+        for job, predictions in zip(jobs, per_job, strict=True):
+            predicted_at = datetime.fromtimestamp(job.received_at, UTC)
+            for row, (features, prediction) in enumerate(zip(job.rows, predictions, strict=True)):
+                pid = prediction_id(job.request_id, row)
+                if isinstance(prediction, int | float) and is_sampled(pid, self.ledger_sample_rate):
+                    rows.append(
+                        {
+                            "id": pid,
+                            "request_id": job.request_id,
+                            "model_name": model.name,
+                            "model_version": model.version,
+                            "predicted_at": predicted_at,
+                            "features": features,
+                            "prediction": float(prediction),
+                        }
+                    )
+        return rows

@@ -40,6 +40,26 @@ MODEL_RELOADS = Counter(
 SAMPLES_BUFFERED = Gauge("predictor_samples_buffered", "Predicted rows held in the sample buffer.")
 SAMPLES_DROPPED = Counter("predictor_samples_dropped", "Samples evicted from the full buffer (oldest first).")
 
+LEDGER_SAMPLED = Counter(
+    "predictor_ledger_sampled_rows", "Predicted rows chosen for the ledger (PREDICTOR_LEDGER_SAMPLE_RATE)."
+)
+LEDGER_WRITTEN = Counter("predictor_ledger_written_rows", "Sampled rows committed to the ledger database.")
+LEDGER_DROPPED = Counter(
+    "predictor_ledger_dropped_rows",
+    "Sampled rows that never reached the ledger, by reason (queue_full, write_failed, shutdown).",
+    ["reason"],
+)
+LEDGER_QUEUE_ROWS = Gauge("predictor_ledger_queue_rows", "Sampled rows waiting to be written to the ledger.")
+FEEDBACK_LABELS = Counter(
+    "predictor_feedback_labels",
+    "Labels received on the feedback route: stored and matched, stored without a prediction yet, or repeated.",
+    ["outcome"],
+)
+for _reason in ("queue_full", "write_failed", "shutdown"):
+    LEDGER_DROPPED.labels(_reason)  # exported at 0 from the start, so rate() and the alert see them
+for _outcome in ("matched", "unmatched", "duplicate"):
+    FEEDBACK_LABELS.labels(_outcome)
+
 _prediction_value: Histogram | None = None
 
 
