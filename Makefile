@@ -77,15 +77,19 @@ tools: setup $(TOOLS)/checkov/bin/checkov  ## helm, kubectl (if not on PATH) and
 	@command -v helm >/dev/null || $(MAKE) --no-print-directory $(TOOLS)/bin/helm
 	@command -v kubectl >/dev/null || $(MAKE) --no-print-directory $(TOOLS)/bin/kubectl
 
-system-deps:  ## Debian packages the tests run for real: Prometheus, Alertmanager, Pushgateway, promtool, wrk
+# PostgreSQL (the ledger's database in the tests) keeps its server binaries off PATH, under
+# /usr/lib/postgresql/<version>/bin; scripts/local_stack.py finds them there.
+SYSTEM_PACKAGES := prometheus prometheus-alertmanager prometheus-pushgateway wrk postgresql
+system-deps:  ## Debian packages the tests run for real: Prometheus, Alertmanager, Pushgateway, promtool, wrk, PostgreSQL
 	@missing=""; for c in prometheus promtool prometheus-alertmanager prometheus-pushgateway wrk; do \
 	  command -v $$c >/dev/null || missing=1; done; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing=1; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	      prometheus prometheus-alertmanager prometheus-pushgateway wrk >/dev/null; \
+	      $(SYSTEM_PACKAGES) >/dev/null; \
 	  else \
-	    echo "missing Debian packages; run: sudo apt-get install prometheus prometheus-alertmanager prometheus-pushgateway wrk" >&2; exit 1; \
+	    echo "missing Debian packages; run: sudo apt-get install $(SYSTEM_PACKAGES)" >&2; exit 1; \
 	  fi; \
 	fi
 

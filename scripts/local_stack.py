@@ -7,14 +7,17 @@ before it is ready, the error carries the tail of its log.
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Iterator, Mapping
@@ -200,6 +203,177 @@ def start_alertmanager(
         "--cluster.listen-address=",  # no gossip: one instance
     ]
     return start_process("alertmanager", argv, port=port, state_dir=state_dir, ready_path="/-/ready")
+
+
+# Debian's `postgresql` keeps its server binaries off PATH, one folder per major version.
+POSTGRES_BIN_GLOB = "/usr/lib/postgresql/*/bin"
+
+
+def postgres_bin_dir() -> Path:
+    """The folder holding initdb/postgres/pg_isready: Debian's newest version, else the one on PATH."""
+    debian = sorted(glob.glob(POSTGRES_BIN_GLOB), key=lambda d: int(Path(d).parent.name or 0))
+    for folder in reversed(debian):
+        if (Path(folder) / "postgres").exists():
+            return Path(folder)
+    on_path = shutil.which("initdb") and shutil.which("postgres")
+    if on_path:
+        return Path(on_path).parent
+    raise StackError("postgres is not installed: run `make system-deps` (Debian package postgresql)")
+
+
+@dataclass
+class PostgresServer(Process):
+    """A throwaway PostgreSQL cluster on 127.0.0.1 that can be stopped and started again on the same data.
+
+    `url` is a SQLAlchemy URL with the password (`postgresql://mlops:<pw>@127.0.0.1:<port>/ledger`): the
+    services normalise the scheme to psycopg 3 themselves. The data lives in a temp folder outside the
+    test's state folder, because PostgreSQL refuses to run as root: as root, the server runs as the
+    `postgres` system user, who cannot enter pytest's private (0700) temp folders.
+    """
+
+    bin_dir: Path = Path()
+    home: Path = Path()
+    """Data (home/data) and the server's unix socket; removed by `remove()`."""
+    port: int = 0
+    user: str = "mlops"
+    password: str = ""
+    database: str = "ledger"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    def start(self, timeout: float = 60) -> None:
+        """Start the server again on its data (after `stop()`); a running server is left alone."""
+        if not self.alive():
+            self.popen = _spawn_postgres(self.bin_dir, self.home, self.port, self.log_path)
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        try:
+            wait_for(self._ready, timeout, what=f"{self.name} accepting connections on 127.0.0.1:{self.port}")
+        except BaseException:
+            self.stop()
+            raise
+
+    def _ready(self) -> bool:
+        if not self.alive():
+            raise StackError(f"{self.name} exited with {self.popen.returncode}:\n{self.log_tail()}")
+        probe = [str(self.bin_dir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)]
+        return subprocess.run(probe, stdin=subprocess.DEVNULL, check=False).returncode == 0
+
+    def stop(self, timeout: float = 15) -> int:
+        """Fast shutdown (SIGINT: open sessions are disconnected, data is checkpointed); SIGKILL after `timeout`.
+        SIGTERM would be a 'smart' shutdown that waits for every client, e.g. an idle connection pool."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGINT)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        return self.popen.returncode
+
+    def remove(self) -> None:
+        """Stop the server and delete its data."""
+        self.stop()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+def _spawn_postgres(bin_dir: Path, home: Path, port: int, log_path: Path) -> subprocess.Popen:
+    argv = [
+        str(bin_dir / "postgres"),
+        "-D", str(home / "data"),
+        "-p", str(port),
+        "-k", str(home),  # unix socket here, not in /var/run/postgresql
+        "-c", "listen_addresses=127.0.0.1",
+        # A test database: durability against an OS crash is not needed, speed on 2 cores is.
+        "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+    ]  # fmt: skip
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=home,
+            start_new_session=True,
+            **_postgres_user(),
+        )
+
+
+def _postgres_user() -> dict:
+    """Popen arguments to run a server binary as the `postgres` system user when we are root
+    (initdb and postgres refuse root); none otherwise."""
+    if os.geteuid() != 0:
+        return {}
+    return {"user": "postgres", "group": "postgres", "extra_groups": []}
+
+
+def start_postgres(
+    state_dir: Path, port: int | None = None, *, database: str = "ledger", user: str = "mlops"
+) -> PostgresServer:
+    """A new PostgreSQL cluster (initdb) with one database and one password-protected superuser, ready.
+
+    Its log is `state_dir/postgres.log`. `stop()` then `start()` gives "database down, then back" on the
+    same port and data; `remove()` stops it and deletes the data.
+    """
+    bin_dir = postgres_bin_dir()
+    port = port or free_port()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log_path = state_dir / "postgres.log"
+    home = Path(tempfile.mkdtemp(prefix="mlops-postgres-"))
+    if os.geteuid() == 0:
+        shutil.chown(home, "postgres", "postgres")
+    password = secrets.token_hex(16)
+    pwfile = home / "pwfile"
+    pwfile.write_text(password + "\n")
+    if os.geteuid() == 0:
+        shutil.chown(pwfile, "postgres", "postgres")
+    initdb = [
+        str(bin_dir / "initdb"),
+        "-D", str(home / "data"),
+        "-U", user,
+        f"--pwfile={pwfile}",
+        "--auth-local=trust",  # the unix socket lives in `home`, reachable by its owner only
+        "--auth-host=scram-sha-256",  # TCP clients give the password, as the services do
+        "--encoding=UTF8", "--locale=C", "--no-sync",
+    ]  # fmt: skip
+    with log_path.open("ab") as log:
+        result = subprocess.run(
+            initdb, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=home,
+            check=False, **_postgres_user(),
+        )  # fmt: skip
+    pwfile.unlink()
+    if result.returncode != 0:
+        shutil.rmtree(home, ignore_errors=True)
+        raise StackError(
+            f"initdb exited with {result.returncode}:\n{log_path.read_text(errors='replace')[-3000:]}"
+        )
+    server = PostgresServer(
+        name="postgres",
+        url=f"postgresql://{user}:{password}@127.0.0.1:{port}/{database}",
+        popen=_spawn_postgres(bin_dir, home, port, log_path),
+        log_path=log_path,
+        bin_dir=bin_dir,
+        home=home,
+        port=port,
+        user=user,
+        password=password,
+        database=database,
+    )
+    try:
+        server.wait_ready()
+        createdb = [str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", user, database]
+        created = subprocess.run(
+            createdb, env={**os.environ, "PGPASSWORD": password}, capture_output=True, text=True, check=False
+        )
+        if created.returncode != 0:
+            raise StackError(f"createdb {database} failed: {created.stderr.strip()}")
+    except BaseException:
+        server.remove()
+        raise
+    return server
 
 
 def prometheus_config(

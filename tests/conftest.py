@@ -18,7 +18,7 @@ from scripts import local_stack as stack
 # Fixtures that start a real server or train on the real data, and folders whose tests run tools
 # outside the venv (helm, checkov): their tests are `integration`, so `make test-unit` (the
 # contributor's loop: the venv only, under two minutes) leaves them to `make test`.
-SERVER_FIXTURES = {"mlflow_server", "champion", "pushgateway", "registered_reference"}
+SERVER_FIXTURES = {"mlflow_server", "champion", "pushgateway", "registered_reference", "postgres_server"}
 TOOL_FOLDERS = ("tests/chart/",)
 VENV_ONLY = ("tests/chart/test_schema.py",)  # reads values.schema.json, no helm
 
@@ -56,6 +56,19 @@ def mlflow_server(state_dir: Path) -> Iterator[stack.Process]:
     proc = stack.start_mlflow(state_dir)
     yield proc
     proc.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(state_dir: Path) -> Iterator[stack.PostgresServer]:
+    """A real PostgreSQL (Debian's `postgresql`, `make system-deps`) with an empty database `ledger`.
+
+    `.url` is its SQLAlchemy URL (`postgresql://mlops:<password>@127.0.0.1:<port>/ledger`); `.stop()` then
+    `.start()` is "database down, then back" on the same URL and data. Shared by the session: a test
+    that creates tables drops them (or uses names of its own), and one that stops the server starts it.
+    """
+    server = stack.start_postgres(state_dir / "postgres")
+    yield server
+    server.remove()
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,12 @@ def test_ci_runs_make_test_with_the_system_packages() -> None:
     assert any(re.fullmatch(r"\s*make test\s*", line) for line in lines)
     assert any(re.fullmatch(r"\s*make setup tools\s*", line) for line in lines)
     installed = " ".join(lines)
-    for package in ("prometheus", "prometheus-alertmanager", "prometheus-pushgateway", "wrk"):
+    # The same Debian packages as `make system-deps` (the Makefile's SYSTEM_PACKAGES).
+    makefile = (REPO / "Makefile").read_text()
+    packages = re.search(r"^SYSTEM_PACKAGES := (.+)$", makefile, re.MULTILINE)
+    assert packages, "the Makefile has no SYSTEM_PACKAGES line"
+    assert {"prometheus", "prometheus-pushgateway", "postgresql"} <= set(packages.group(1).split())
+    for package in packages.group(1).split():
         assert re.search(rf"\s{re.escape(package)}(\s|$)", installed), package
     python = uses(ci, "actions/setup-python")
     assert python and python[0]["with"]["python-version"] == "3.11"
