@@ -41,7 +41,9 @@ POLL = "1"
 
 @pytest.fixture(scope="module")
 def predictor(state_dir: Path, champion: TrainedModel) -> Iterator[stack.Process]:
-    proc = stack.start_predictor(state_dir, champion.tracking_uri, name="predictor-it")
+    # With a ledger, so the fuzzer reaches the feedback route's real answers (a 503 would fail its checks).
+    ledger = {"PREDICTOR_LEDGER_DATABASE_URL": f"sqlite:///{state_dir / 'ledger-it.db'}"}
+    proc = stack.start_predictor(state_dir, champion.tracking_uri, name="predictor-it", settings=ledger)
     yield proc
     proc.stop()
 

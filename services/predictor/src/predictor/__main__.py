@@ -89,7 +89,7 @@ def import_labels_command(settings: Settings, file: str) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, stream="stderr")  # stdout: the summary
     import orjson
     import sqlalchemy as sa
 

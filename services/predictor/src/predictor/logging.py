@@ -33,7 +33,7 @@ class ContextFilter(logging.Filter):
         return True
 
 
-def logging_config(level: str, fmt: str | None) -> dict[str, Any]:
+def logging_config(level: str, fmt: str | None, stream: str = "stdout") -> dict[str, Any]:
     """The dictConfig for our loggers and uvicorn's (passed to uvicorn as `log_config`).
 
     `level` and `fmt` come from Settings (LOG_LEVEL, LOG_FORMAT); no `fmt` means text on a terminal, else json.
@@ -57,7 +57,7 @@ def logging_config(level: str, fmt: str | None) -> dict[str, Any]:
                 "class": "logging.StreamHandler",
                 "formatter": "default",
                 "filters": ["context"],
-                "stream": "ext://sys.stdout",
+                "stream": f"ext://sys.{stream}",
             }
         },
         "root": {"level": level, "handlers": ["stdout"]},
@@ -72,7 +72,8 @@ def logging_config(level: str, fmt: str | None) -> dict[str, Any]:
     }
 
 
-def configure_logging(level: str, fmt: str | None) -> dict[str, Any]:
-    config = logging_config(level, fmt)
+def configure_logging(level: str, fmt: str | None, stream: str = "stdout") -> dict[str, Any]:
+    """`stream="stderr"` for a command whose stdout is its result (`predictor labels import`)."""
+    config = logging_config(level, fmt, stream)
     logging.config.dictConfig(config)
     return config

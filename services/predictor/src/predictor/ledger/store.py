@@ -122,7 +122,7 @@ class LedgerStore:
 
     def store_labels(self, received: Sequence[Label], *, now: datetime | None = None) -> LabelOutcome:
         """Write labels in one transaction: all of them are durable when this returns, or none is."""
-        now = now or datetime.now(UTC)
+        now = _utc(now) or datetime.now(UTC)
         latest: dict[str, Label] = {}
         for label in received:
             latest.pop(label.id, None)  # re-insert so the dict keeps the last occurrence's position
@@ -131,7 +131,7 @@ class LedgerStore:
         if not latest:
             return outcome
         values = [
-            {"id": label.id, "actual": label.actual, "label_time": label.time, "received_at": now}
+            {"id": label.id, "actual": label.actual, "label_time": _utc(label.time), "received_at": now}
             for label in latest.values()
         ]
         upsert = self._insert(labels)
@@ -154,7 +154,7 @@ class LedgerStore:
 
     def purge(self, *, retention: timedelta, max_rows: int, now: datetime | None = None) -> int:
         """Delete predictions and labels older than `retention`, then the oldest predictions past `max_rows`."""
-        cutoff = (now or datetime.now(UTC)) - retention
+        cutoff = (_utc(now) or datetime.now(UTC)) - retention
         with self.engine.begin() as connection:
             deleted = connection.execute(
                 sa.delete(predictions).where(predictions.c.predicted_at < cutoff)
@@ -175,6 +175,11 @@ class LedgerStore:
                     sa.delete(predictions).where(predictions.c.id.in_(oldest))
                 ).rowcount
         return deleted
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """In UTC: SQLite keeps a timestamp's wall time and drops its offset, so every stored time is UTC."""
+    return moment.astimezone(UTC) if moment is not None else None
 
 
 def _existing(connection: sa.Connection, column: sa.Column[str], ids: list[str]) -> set[str]:

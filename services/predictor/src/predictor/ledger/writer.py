@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from itertools import islice
 from typing import Any
 
 import sqlalchemy as sa
@@ -105,9 +106,11 @@ class LedgerWriter:
             if self._clock() >= next_purge:
                 self._retry(self._purge, "could not purge the ledger; retrying")
                 next_purge = self._clock() + PURGE_INTERVAL_SECONDS
-            batch = self._take()
+            batch = self._peek()
             if batch:
-                self._write(batch)
+                if not self._write(batch):
+                    return  # stopping while the database is down: stop() counts what is left
+                self._done(len(batch))
             elif not self._stopping.is_set():
                 self._wakeup.wait(1.0)
                 self._wakeup.clear()
@@ -122,12 +125,20 @@ class LedgerWriter:
         if deleted:
             log.info("purged the ledger", extra={"rows": deleted})
 
-    def _take(self) -> list[dict[str, Any]]:
+    def _peek(self) -> list[dict[str, Any]]:
+        """The next batch, left in the queue until it is written: the queue's bound covers it too."""
         with self._lock:
-            return [self._queue.popleft() for _ in range(min(BATCH_ROWS, len(self._queue)))]
+            return list(islice(self._queue, BATCH_ROWS))
 
-    def _write(self, batch: list[dict[str, Any]]) -> None:
-        """Retry while the database is unreachable (the queue's bound limits what waits); drop on bad data."""
+    def _done(self, rows: int) -> None:
+        with self._lock:
+            for _ in range(min(rows, len(self._queue))):  # stop() may have emptied the queue meanwhile
+                self._queue.popleft()
+
+    def _write(self, batch: list[dict[str, Any]]) -> bool:
+        """Retry while the database is unreachable (the queue's bound limits what waits); drop on bad data.
+
+        False only when the writer stops before the database came back."""
         try:
             written = self._retry(
                 lambda: self.store.insert_predictions(batch), "ledger write failed; retrying"
@@ -137,11 +148,10 @@ class LedgerWriter:
                 "ledger rows rejected by the database", extra={"rows": len(batch), "error": str(exc.orig)}
             )
             metrics.LEDGER_DROPPED.labels("write_failed").inc(len(batch))
-            return
+            return True
         if written:
             metrics.LEDGER_WRITTEN.inc(len(batch))
-        else:
-            metrics.LEDGER_DROPPED.labels("shutdown").inc(len(batch))
+        return written
 
     def _retry(self, action: Callable[[], None], message: str) -> bool:
         """Run `action` until it succeeds (True) or the writer stops (False); only connection errors retry."""
