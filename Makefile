@@ -26,6 +26,8 @@ CONTAINER_ENGINE ?= $(shell command -v podman 2>/dev/null || command -v docker 2
 IMAGE_TAG ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}/\1/p' charts/mlops/Chart.yaml)
 IMAGE_PREFIX ?= mlops-
 SERVICES := trainer predictor drift-monitor
+# Images of the servers the chart runs beside the services, built from k8s/<name>/Dockerfile.
+SERVER_IMAGES := mlflow postgres
 
 # Load test defaults (make load HOST=... USERS=... DURATION=...).
 HOST ?= http://127.0.0.1:8080
@@ -98,7 +100,7 @@ lint: setup system-deps  ## ruff, mypy (the services, strict), Dockerfile lint, 
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/hadolint services/*/Dockerfile k8s/mlflow/Dockerfile
+	$(BIN)/hadolint services/*/Dockerfile $(SERVER_IMAGES:%=k8s/%/Dockerfile)
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	promtool check rules $(CHART)/rules/*.yaml
 
@@ -115,7 +117,7 @@ test-unit: setup  ## the fast tests only (the venv, under two minutes): run afte
 	$(BIN)/pytest tests -m "not integration and not e2e and not images and not cluster" \
 	  --ignore=tests/images --ignore=tests/cluster
 
-test-images: setup  ## build the four images and run them with podman (needs ../shared/tools/container-engine all)
+test-images: setup  ## build the five images and run them with podman (needs ../shared/tools/container-engine all)
 	$(BIN)/pytest tests/images -m images
 
 # The Minikube walkthrough (k8s/README.md) and the day-2 operations on a real cluster: any kubeconfig (kube-cluster
@@ -152,10 +154,10 @@ load: setup  ## locust, headless, against HOST (make load HOST=http://127.0.0.1:
 	  --duration $(DURATION) --mode $(MODE) --report-dir $(STATE)/load
 
 # ---------------------------------------------------------------- containers and cluster
-images:  ## build the three service images and the MLflow server image, tagged as the chart's defaults
+images:  ## build the three service images, the MLflow server and the ledger's PostgreSQL, tagged as the chart's defaults
 	@test -n "$(CONTAINER_ENGINE)" || { echo "no container engine: install podman or docker, or set CONTAINER_ENGINE" >&2; exit 1; }
-	@for s in $(SERVICES) mlflow; do \
-	  context=services/$$s; [ $$s = mlflow ] && context=k8s/mlflow; \
+	@for s in $(SERVICES) $(SERVER_IMAGES); do \
+	  context=services/$$s; [ -d k8s/$$s ] && context=k8s/$$s; \
 	  echo "building $(IMAGE_PREFIX)$$s:$(IMAGE_TAG) from $$context"; \
 	  $(CONTAINER_ENGINE) build -q -t $(IMAGE_PREFIX)$$s:$(IMAGE_TAG) \
 	    --build-arg VERSION=$(IMAGE_TAG) --build-arg REVISION=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown) \

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Start (or reuse) a Minikube cluster that fits the mlops chart, enable metrics-server for the
-# predictor's HorizontalPodAutoscaler, and build the three service images and the MLflow server image straight into
-# Minikube's container runtime, so the chart's defaults (mlops-<svc>:<appVersion from
-# charts/mlops/Chart.yaml>, IfNotPresent) need no registry.
+# predictor's HorizontalPodAutoscaler, and build the three service images, the MLflow server image
+# and the ledger's PostgreSQL image straight into Minikube's container runtime, so the chart's
+# defaults (mlops-<svc>:<appVersion from charts/mlops/Chart.yaml>, IfNotPresent) need no registry.
 #
 #   bash k8s/minikube-up.sh            # or: make minikube-up
 #   MINIKUBE_CPUS=6 MINIKUBE_MEMORY=12g MINIKUBE_CNI=calico bash k8s/minikube-up.sh
@@ -48,8 +48,9 @@ build() {  # image name, context
 }
 for svc in "${SERVICES[@]}"; do build "mlops-$svc" "services/$svc"; done
 build mlops-mlflow k8s/mlflow  # the MLflow server the chart runs by default
+build mlops-postgres k8s/postgres  # the predictions ledger's PostgreSQL (ledger.database.internal)
 
-minikube -p "$PROFILE" image ls | grep -cE "mlops-(trainer|predictor|drift-monitor|mlflow):$IMAGE_TAG" | grep -qx 4 || {
+minikube -p "$PROFILE" image ls | grep -cE "mlops-(trainer|predictor|drift-monitor|mlflow|postgres):$IMAGE_TAG" | grep -qx 5 || {
   echo "error: the images are not in Minikube" >&2; exit 1; }
 
 cat <<NEXT
