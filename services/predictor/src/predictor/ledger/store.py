@@ -53,7 +53,9 @@ def create_ledger_engine(url: str, *, timeout_seconds: float = 5) -> Engine:
     """An engine whose every wait is bounded: a dead database fails a call in seconds, never hangs it."""
     parsed = make_url(normalise_url(url))
     if parsed.get_backend_name() == "sqlite":
-        return sa.create_engine(parsed, connect_args={"timeout": timeout_seconds})
+        engine = sa.create_engine(parsed, connect_args={"timeout": timeout_seconds})
+        sa.event.listen(engine, "connect", _write_ahead_log)
+        return engine
     return sa.create_engine(
         parsed,
         pool_size=4,
@@ -66,6 +68,12 @@ def create_ledger_engine(url: str, *, timeout_seconds: float = 5) -> Engine:
             "application_name": "mlops-predictor",
         },
     )
+
+
+def _write_ahead_log(dbapi_connection: Any, _record: Any) -> None:
+    """SQLite in WAL mode: readers (the monitor) never block the writer, and replicas sharing a file
+    (`make demo`) wait for each other's short transactions instead of failing."""
+    dbapi_connection.execute("PRAGMA journal_mode=WAL")
 
 
 def migrate(engine: Engine) -> None:
