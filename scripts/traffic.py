@@ -78,7 +78,13 @@ def to_records(frame: pd.DataFrame, drop: tuple[str, ...] = ()) -> list[dict]:
 
 def sample_records(mode: str, n: int | None = None, seed: int = 0) -> list[dict]:
     """n feature rows (no target) of a window, drawn at random with a fixed seed; all of them if n is None."""
+    return labelled_records(mode, n, seed)[0]
+
+
+def labelled_records(mode: str, n: int | None = None, seed: int = 0) -> tuple[list[dict], list[float]]:
+    """`sample_records` and the true price of each row (what a label feed sends back after the stay)."""
     w = hotel_windows()
     frame = w.frame(mode)
     n = len(frame) if n is None else n
-    return to_records(frame.sample(n=n, replace=n > len(frame), random_state=seed), drop=(w.target,))
+    drawn = frame.sample(n=n, replace=n > len(frame), random_state=seed)
+    return to_records(drawn, drop=(w.target,)), drawn[w.target].astype(float).tolist()

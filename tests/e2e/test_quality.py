@@ -1,0 +1,138 @@
+"""Delayed labels on the session's loop (tests/conftest.py): two predictors writing one PostgreSQL ledger,
+the drift monitor's quality check, Pushgateway, Prometheus with our rules, Alertmanager.
+
+Normal traffic with its true prices → quality in line with the training yardstick, no alert; summer 2017
+traffic with its true prices → the champion's MAE about twice the yardstick and ModelQualityDegraded
+firing, routed by Alertmanager. The monitor's numbers must equal a pandas computation on the same rows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+
+import httpx
+import numpy as np
+import pytest
+
+from scripts import labels as label_feed
+from scripts import local_stack as stack
+from tests.conftest import TrainedModel
+
+pytestmark = pytest.mark.e2e
+
+ROWS = 400  # ≥ DRIFT_MONITOR_QUALITY_MIN_LABELLED_ROWS (100) with room
+LABEL_DELAY_SECONDS = 2
+
+
+def ledger_counts(loop: stack.Loop) -> dict[str, float]:
+    """predictor_ledger_* summed over the loop's predictors, from their /metrics."""
+    totals: dict[str, float] = {}
+    for url in loop.predictor_urls:
+        for line in httpx.get(f"{url}/metrics", timeout=5).text.splitlines():
+            if line.startswith("predictor_ledger_") and not line.startswith("predictor_ledger_queue"):
+                name, value = line.rsplit(" ", 1)
+                totals[name] = totals.get(name, 0.0) + float(value)
+    return totals
+
+
+def run_quality(loop: stack.Loop, ledger_url: str, window_seconds: float) -> dict:
+    """One monitor run (drift part included, as the CronJob does) whose quality window is the last phase."""
+    assert loop.pushgateway
+    argv = ["drift-monitor", "--targets", *loop.predictor_urls, "--pushgateway", loop.pushgateway.url]
+    env = {
+        "MLFLOW_TRACKING_URI": loop.mlflow.url,
+        "LOG_FORMAT": "json",
+        "DRIFT_MONITOR_WINDOW_SECONDS": str(math.ceil(window_seconds)),
+        "DRIFT_MONITOR_LEDGER_DATABASE_URL": ledger_url,
+        "DRIFT_MONITOR_LABEL_DELAY_SECONDS": str(LABEL_DELAY_SECONDS),
+        "DRIFT_MONITOR_QUALITY_WINDOW_SECONDS": str(math.ceil(window_seconds)),
+    }
+    result = stack.run_cli(argv, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads(result.stdout)["quality"]
+
+
+def labelled_phase(loop: stack.Loop, mode: str) -> tuple[label_feed.LabelledTraffic, float]:
+    """Send the window's rows with ids, wait until the ledger has them, post their labels after the delay."""
+    started = time.time()
+    before = ledger_counts(loop)
+    sent = label_feed.send(
+        loop.predictor_urls, mode, rows=ROWS, prefix=f"{mode}-{uuid.uuid4().hex[:8]}", seed=11
+    )
+    assert sent.failures == [] and len(sent.ids) == ROWS
+
+    def written() -> bool:
+        now = ledger_counts(loop)
+        return (
+            now["predictor_ledger_written_rows_total"] - before["predictor_ledger_written_rows_total"] >= ROWS
+        )
+
+    stack.wait_for(written, timeout=60, what=f"{ROWS} rows written to the ledger")
+    after = ledger_counts(loop)
+    dropped = sum(v - before.get(k, 0) for k, v in after.items() if k.startswith("predictor_ledger_dropped"))
+    assert dropped == 0
+    # Labels arrive later than predictions; the monitor counts only predictions older than the delay.
+    stack.wait_for(lambda: time.time() - started > LABEL_DELAY_SECONDS, what="the label delay")
+    totals = label_feed.post_labels(loop.predictor_urls[0], sent.labels())
+    assert totals["stored"] == ROWS and totals["matched"] == ROWS and totals["unmatched"] == 0
+    return sent, started
+
+
+def expected_quality(sent: label_feed.LabelledTraffic) -> dict[str, float]:
+    error = np.array(sent.predictions) - np.array(sent.actuals)
+    return {
+        "mae": float(np.mean(np.abs(error))),
+        "rmse": float(np.sqrt(np.mean(error**2))),
+        "bias": float(np.mean(error)),
+    }
+
+
+def promql(prometheus_url: str, query: str) -> list[dict]:
+    return httpx.get(f"{prometheus_url}/api/v1/query", params={"query": query}, timeout=5).json()["data"][
+        "result"
+    ]
+
+
+def version_quality(quality: dict, version: str) -> dict:
+    [found] = [v for v in quality["versions"] if v["model_version"] == version]
+    return found
+
+
+def test_labels_judge_the_champion_and_only_a_worse_model_alerts(
+    loop: stack.Loop, loop_ledger_url: str, champion: TrainedModel
+) -> None:
+    # Normal traffic: rows like the ones the champion was fitted on; quality at or below the yardstick.
+    normal, started = labelled_phase(loop, "normal")
+    quality = run_quality(loop, loop_ledger_url, time.time() - started + 1)
+    seen = version_quality(quality, champion.version)
+    assert seen["labelled_rows"] == ROWS
+    for key, value in expected_quality(normal).items():
+        assert seen[key] == pytest.approx(value, rel=1e-9, abs=1e-9), key
+    assert seen["reference_mae"] > 0 and seen["mae_ratio"] < 1.0 and seen["degraded"] is False
+
+    assert loop.prometheus
+    prometheus = loop.prometheus.url
+    stack.wait_for(
+        lambda: promql(prometheus, f'model_quality_labelled_rows{{model_version="{champion.version}"}}'),
+        timeout=60,
+        what="the quality series scraped from the Pushgateway",
+    )
+    assert stack.prometheus_alerts(prometheus, "ModelQualityDegraded") == []
+
+    # Summer 2017 with its true prices: the champion predicts too low, by about 20.
+    summer, started = labelled_phase(loop, "drift")
+    quality = run_quality(loop, loop_ledger_url, time.time() - started + 1)
+    seen = version_quality(quality, champion.version)
+    expected = expected_quality(summer)
+    assert seen["labelled_rows"] == ROWS
+    for key, value in expected.items():
+        assert seen[key] == pytest.approx(value, rel=1e-9, abs=1e-9), key
+    assert seen["bias"] < -10
+    assert seen["mae_ratio"] > quality["max_mae_ratio"] and seen["degraded"] is True
+
+    fired, routed = stack.wait_for_alert(loop, "ModelQualityDegraded", timeout=240)
+    assert fired["labels"]["model_version"] == champion.version
+    assert routed["labels"]["alertname"] == "ModelQualityDegraded"
