@@ -1,4 +1,4 @@
-"""Fixtures for the cluster tests: a reachable cluster, our four images in it, stage timings.
+"""Fixtures for the cluster tests: a reachable cluster, our five images in it, stage timings.
 
 Any kubeconfig works: `make test-cluster` (after `kube-cluster up`) here, Minikube in
 .github/workflows/e2e.yml. How the images get into the cluster is the one thing that differs:
@@ -18,7 +18,7 @@ import pytest
 from tests.cluster import kube
 from tests.version import app_version
 
-IMAGES = ("mlops-trainer", "mlops-predictor", "mlops-drift-monitor", "mlops-mlflow")
+IMAGES = ("mlops-trainer", "mlops-predictor", "mlops-drift-monitor", "mlops-mlflow", "mlops-postgres")
 TIMINGS: list[tuple[str, float]] = []
 """(stage, seconds) for the end of the run and .state/cluster/timings.txt."""
 REPORT: list[str] = []
@@ -73,8 +73,8 @@ def images(cluster: str, stage) -> tuple[str, ...]:
     """`make images` (podman/docker, cached layers) and the loader, unless they are in the cluster."""
     loader = shlex.split(os.environ.get("CLUSTER_IMAGE_LOADER", ""))
     if loader:
-        with stage("build the four images (make images)"):
+        with stage("build the five images (make images)"):
             kube.run(["make", "--no-print-directory", "images"], timeout=1800)
-        with stage("load the four images into the cluster"):
+        with stage("load the five images into the cluster"):
             kube.run([*loader, *(f"{name}:{app_version()}" for name in IMAGES)], timeout=900)
     return IMAGES

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
+from scripts import labels as label_feed
 from scripts import local_stack as stack
 from tests.cluster import kube, scenario
 from tests.cluster.conftest import REPORT
@@ -219,6 +220,60 @@ def test_summer_traffic_fires_data_drift_alert(release: Release, stage) -> None:
     assert receivers == {"default", "retraining-webhook"}, receivers
 
 
+LABELLED_ROWS = 400
+
+
+def test_feedback_path_on_the_in_cluster_database(release: Release, stage) -> None:
+    """Summer bookings with ids, their true prices posted through the port-forward, the CronJob's quality
+    check, ModelQualityDegraded firing in the in-cluster Prometheus; then the database pod deleted and
+    the ledger intact once it is back (its data lives on the PVC)."""
+    url = release.forward("predictor", 8080)
+    with stage(f"{LABELLED_ROWS} summer bookings with ids, their labels posted to :feedback"):
+        sent = label_feed.send([url], "drift", rows=LABELLED_ROWS, prefix=scenario.unique("summer"))
+        assert not sent.failures and len(sent.ids) == LABELLED_ROWS, sent.failures[:3]
+        # The predictor writes the ledger off the request path: re-send (idempotent) until all match.
+        totals = kube.wait_for(
+            lambda: (t := label_feed.post_labels(url, sent.labels()))["matched"] == LABELLED_ROWS and t,
+            60, interval=2, what="every label matched to its prediction in the ledger",
+        )  # fmt: skip
+    assert totals["stored"] == LABELLED_ROWS and totals["unmatched"] == 0, totals
+    with stage("quality check (Job from the drift-monitor CronJob)"):
+        report = drift_check(release)
+    quality = report["quality"]
+    [version] = [v for v in quality["versions"] if v["labelled_rows"]]
+    assert version["labelled_rows"] == LABELLED_ROWS and version["degraded"] is True, json.dumps(quality)
+    assert version["bias"] < -10  # the 2017 summer price level is in no feature: the model predicts too low
+    prometheus = release.forward("prometheus", 9090)
+    with stage("ModelQualityDegraded firing in Prometheus"):
+        firing = kube.wait_for(
+            lambda: [a for a in stack.prometheus_alerts(prometheus, "ModelQualityDegraded") if a["state"] == "firing"],
+            300, interval=5, what="ModelQualityDegraded firing",
+        )  # fmt: skip
+    assert firing[0]["labels"]["model_version"] == version["model_version"]
+
+    with stage("ledger database pod deleted; the ledger intact after it restarts"):
+        [database] = release.ns.pods("ledger-database", RELEASE)
+        release.ns.kubectl("delete", "pod", database["metadata"]["name"], "--wait", timeout=120)
+        release.ns.kubectl(
+            "rollout", "status", f"deployment/{RELEASE}-ledger-database", "--timeout=5m", timeout=330
+        )
+        # Re-posting the same labels: every one replaces a stored label and matches a stored prediction.
+        # 503 while the predictor's connections reconnect; the client retries, as the route says.
+        again = kube.wait_for(
+            lambda: post_labels_or_none(url, sent.labels()), 120, interval=2, what="feedback accepted again"
+        )
+    assert again["replaced"] == LABELLED_ROWS and again["matched"] == LABELLED_ROWS, again
+
+
+def post_labels_or_none(url: str, labels: list[dict]) -> dict | None:
+    try:
+        return label_feed.post_labels(url, labels)
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code == 503:
+            return None
+        raise
+
+
 def test_dashboard_panels_have_data(release: Release) -> None:
     """Every panel of the shipped Grafana dashboard returns data from the in-cluster Prometheus."""
     prometheus = release.forward("prometheus", 9090)
@@ -232,15 +287,15 @@ def test_dashboard_panels_have_data(release: Release) -> None:
 
 
 def test_network_policies_are_enforced(release: Release) -> None:
-    """A pod outside the release reaches the predictor only; the predictor reaches MLflow only."""
+    """A pod outside the release reaches the predictor only; the predictor reaches MLflow and its ledger only."""
     svc = {
         name: f"{RELEASE}-{name}"
-        for name in ("predictor", "mlflow", "pushgateway", "alertmanager", "prometheus")
+        for name in ("predictor", "mlflow", "pushgateway", "alertmanager", "prometheus", "ledger-database")
     }
     outside = scenario.reachable_from_outside(
         release.ns, release.predictor_image,
         [f"{svc['predictor']}:8080", f"{svc['mlflow']}:5000", f"{svc['pushgateway']}:9091",
-         f"{svc['alertmanager']}:9093", f"{svc['prometheus']}:9090"],
+         f"{svc['alertmanager']}:9093", f"{svc['prometheus']}:9090", f"{svc['ledger-database']}:5432"],
     )  # fmt: skip
     assert outside.pop(f"{svc['predictor']}:8080") == "open", outside
     assert all(v in BLOCKED for v in outside.values()), outside
@@ -248,9 +303,11 @@ def test_network_policies_are_enforced(release: Release) -> None:
     inside = scenario.reachable_from_pod(
         release.ns,
         pod,
-        [f"{svc['mlflow']}:5000", f"{svc['pushgateway']}:9091", f"{svc['alertmanager']}:9093"],
-    )
+        [f"{svc['mlflow']}:5000", f"{svc['ledger-database']}:5432", f"{svc['pushgateway']}:9091",
+         f"{svc['alertmanager']}:9093"],
+    )  # fmt: skip
     assert inside.pop(f"{svc['mlflow']}:5000") == "open", inside
+    assert inside.pop(f"{svc['ledger-database']}:5432") == "open", inside
     assert all(v in BLOCKED for v in inside.values()), inside
 
 
@@ -356,10 +413,13 @@ def test_helm_rollback_and_model_rollback(release: Release, stage) -> None:
 
 
 # What `helm uninstall` leaves behind, as k8s/README.md ("Minikube") and docs/operations.md say: the MLflow
-# PVC (helm.sh/resource-policy: keep), the last trainer hook Job with its pod (deleted by its TTL)
+# and ledger database PVCs and the database's password Secret (helm.sh/resource-policy: keep), the last
+# trainer hook Job with its pod (deleted by its TTL)
 # and the last `helm test` pod (hooks are not part of the release; the next `helm test` replaces it).
 KEPT_AFTER_UNINSTALL = {
     f"persistentvolumeclaim/{RELEASE}-mlflow",
+    f"persistentvolumeclaim/{RELEASE}-ledger-database",
+    f"secret/{RELEASE}-ledger-database",
     f"job.batch/{RELEASE}-trainer",
     f"pod/{RELEASE}-trainer-*",
     f"pod/{RELEASE}-test",
@@ -378,7 +438,10 @@ def test_helm_uninstall_keeps_only_what_the_docs_say(release: Release, stage) ->
             lambda: leftovers(release) <= KEPT_AFTER_UNINSTALL, 180, what="the release's objects gone"
         )
     assert leftovers(release) == KEPT_AFTER_UNINSTALL
-    release.ns.kubectl("delete", "pvc", f"{RELEASE}-mlflow", "--wait", timeout=120)
+    release.ns.kubectl(
+        "delete", "pvc", f"{RELEASE}-mlflow", f"{RELEASE}-ledger-database", "--wait", timeout=120
+    )
+    release.ns.kubectl("delete", "secret", f"{RELEASE}-ledger-database", timeout=60)
 
 
 def leftovers(release: Release) -> set[str]:

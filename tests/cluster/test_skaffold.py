@@ -33,19 +33,23 @@ DEV_VERSION = f"{app_version()}+skaffold.dev"  # PEP 440 normal form, as metadat
 def workdir(tmp_path_factory: pytest.TempPathFactory, cluster: str) -> Iterator[Path]:
     # A release left behind by an earlier failed test in the same namespace would be upgraded instead.
     kube.run(["helm", "uninstall", RELEASE, "-n", NAMESPACE, "--ignore-not-found", "--wait"], timeout=330)
-    kube.run(
-        ["kubectl", "-n", NAMESPACE, "delete", "pvc", f"{RELEASE}-mlflow", "--ignore-not-found"], timeout=120
-    )
+    delete_kept_data(check=True)
     copy = clean_context(kube.REPO, tmp_path_factory.mktemp("skaffold") / "repo")
     for argv in (["git", "init", "-q"], ["git", "add", "-A"],
                  ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "skaffold test"]):  # fmt: skip
         kube.run(argv, cwd=copy)
     yield copy
     kube.run(["skaffold", "delete"], cwd=copy, check=False, timeout=300)
-    kube.run(
-        ["kubectl", "-n", NAMESPACE, "delete", "pvc", f"{RELEASE}-mlflow", "--ignore-not-found"], check=False
-    )
+    delete_kept_data(check=False)
     shutil.rmtree(copy, ignore_errors=True)
+
+
+def delete_kept_data(*, check: bool) -> None:
+    """What `helm uninstall` keeps on purpose: the MLflow and ledger PVCs, the ledger's password Secret."""
+    kube.run(["kubectl", "-n", NAMESPACE, "delete", "pvc", f"{RELEASE}-mlflow", f"{RELEASE}-ledger-database",
+              "--ignore-not-found"], timeout=120, check=check)  # fmt: skip
+    kube.run(["kubectl", "-n", NAMESPACE, "delete", "secret", f"{RELEASE}-ledger-database", "--ignore-not-found"],
+             timeout=60, check=check)  # fmt: skip
 
 
 def served(namespace: str) -> dict:
@@ -66,7 +70,7 @@ def predictor_images(ns: kube.Namespace) -> set[str]:
 
 def test_skaffold_run_builds_pushes_and_deploys(workdir: Path, stage) -> None:
     ns = kube.Namespace(NAMESPACE)
-    with stage("skaffold run (build four images, push, helm install with the trainer hook)"):
+    with stage("skaffold run (build five images, push, helm install with the trainer hook)"):
         out = kube.run(["skaffold", "run", "--status-check=true"], cwd=workdir, timeout=1800)
     kube.LOG_DIR.mkdir(parents=True, exist_ok=True)
     (kube.LOG_DIR / "skaffold-run.log").write_text(out.stdout + out.stderr)
