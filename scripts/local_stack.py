@@ -274,6 +274,30 @@ class PostgresServer(Process):
                 self.popen.wait()
         return self.popen.returncode
 
+    def create_database(self, name: str | None = None) -> str:
+        """A new, empty database on this server (a test's own, so tests never share tables); its URL."""
+        name = name or f"db_{secrets.token_hex(6)}"
+        createdb = [
+            str(self.bin_dir / "createdb"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            self.user,
+            name,
+        ]
+        created = subprocess.run(
+            createdb,
+            env={**os.environ, "PGPASSWORD": self.password},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if created.returncode != 0:
+            raise StackError(f"createdb {name} failed: {created.stderr.strip()}")
+        return self.url.rsplit("/", 1)[0] + f"/{name}"
+
     def remove(self) -> None:
         """Stop the server and delete its data."""
         self.stop()
@@ -364,12 +388,7 @@ def start_postgres(
     )
     try:
         server.wait_ready()
-        createdb = [str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", user, database]
-        created = subprocess.run(
-            createdb, env={**os.environ, "PGPASSWORD": password}, capture_output=True, text=True, check=False
-        )
-        if created.returncode != 0:
-            raise StackError(f"createdb {database} failed: {created.stderr.strip()}")
+        server.create_database(database)
     except BaseException:
         server.remove()
         raise

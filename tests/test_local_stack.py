@@ -54,3 +54,15 @@ def test_postgres_server_wants_its_password(postgres_server: stack.PostgresServe
     with pytest.raises(sa.exc.OperationalError, match="password authentication failed"), engine.connect():
         pass
     engine.dispose()
+
+
+def test_postgres_server_creates_a_database_per_caller(postgres_server: stack.PostgresServer) -> None:
+    first, second = postgres_server.create_database(), postgres_server.create_database()
+    assert first != second and make_url(first).host == "127.0.0.1"
+    engines = [sa.create_engine(psycopg_url(url)) for url in (first, second)]
+    with engines[0].begin() as conn:
+        conn.execute(sa.text("CREATE TABLE only_here (id integer)"))
+    with engines[1].connect() as conn:
+        assert not sa.inspect(conn).has_table("only_here")
+    for engine in engines:
+        engine.dispose()
