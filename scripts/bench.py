@@ -1,12 +1,21 @@
-"""Benchmark: our predictor vs `mlflow models serve`, the same registered model, on 127.0.0.1.
+"""Benchmark: our predictor vs `mlflow models serve`, and the predictor's cost of its predictions ledger.
 
-Usage: `make bench` (= `python -m scripts.bench`), or with an MLflow server that already has a
-champion: `python -m scripts.bench --tracking-uri http://127.0.0.1:5000 --duration 10`.
+Usage: `make bench` (= `python -m scripts.bench`), one part only with `--only peer` or `--only ledger`, or
+with an MLflow server that already has a champion: `python -m scripts.bench --tracking-uri http://127.0.0.1:5000`.
 
-Both servers run one worker process and get the very same request bodies (MLflow's `dataframe_records`,
-which both accept) from wrk (Debian package), one case at a time: batch 1 at concurrency 1 and 16, batch
-100 at concurrency 8. Printed: throughput, p50/p99 latency, the ratios ours/peer, and the in-process floor
-(the pipeline's own predict time). Numbers depend on the machine and on what else runs on it.
+peer: both servers run one worker process and get the very same request bodies (MLflow's
+`dataframe_records`, which both accept) from wrk (Debian package), one case at a time: batch 1 at
+concurrency 1 and 16, batch 100 at concurrency 8. Printed: throughput, p50/p99 latency, the ratios
+ours/peer, and the in-process floor (the pipeline's own predict time).
+
+ledger: the same predictor without a ledger, and with PREDICTOR_LEDGER_DATABASE_URL on a real PostgreSQL
+(scripts/local_stack.start_postgres), once while the database runs and once after it was stopped: batch 1
+at concurrency 16 and batch 100 at concurrency 8. Printed: the same latency table with the ratios
+down/up and up/none, and the ledger's own counters from /metrics per run (sampled, written, dropped by
+reason), read once the write queue has drained, so the share of sampled rows that reached the database
+is exact; after the "down" run the database is started again and the backlog's catch-up is shown too.
+
+Numbers depend on the machine and on what else runs on it.
 """
 
 from __future__ import annotations
@@ -24,7 +33,9 @@ from pathlib import Path
 import httpx
 import mlflow
 import pandas as pd
+import sqlalchemy as sa
 from mlflow import MlflowClient
+from prometheus_client.parser import text_string_to_metric_families
 from threadpoolctl import threadpool_limits
 
 from scripts import local_stack as stack
@@ -33,6 +44,9 @@ from scripts.traffic import sample_records
 MODEL = "hotel-adr"
 ALIAS = "champion"
 CASES = [(1, 1), (1, 16), (100, 8)]  # (rows per request, concurrent connections)
+LEDGER_CASES = [(1, 16), (100, 8)]
+LEDGER_STATES = ("none", "up", "down")  # no ledger configured; ledger database running; stopped
+DRAIN_TIMEOUT_SECONDS = 120  # the writer retries every 10 s at most: a restarted database is back well within
 
 WRK_SCRIPT = """
 wrk.method = "POST"
@@ -134,6 +148,158 @@ def check_same_predictions(ours: str, peer: str, body: bytes) -> None:
         raise SystemExit("the two servers disagree on the same rows: refusing to compare their speed")
 
 
+@dataclass(frozen=True)
+class LedgerCounters:
+    """The predictor's ledger counters (docs/interfaces.md), read from its /metrics."""
+
+    sampled: float
+    written: float
+    dropped: dict[str, float]
+    queued: float
+
+    def minus(self, before: LedgerCounters) -> LedgerCounters:
+        return LedgerCounters(
+            self.sampled - before.sampled,
+            self.written - before.written,
+            {reason: n - before.dropped.get(reason, 0) for reason, n in self.dropped.items()},
+            self.queued,
+        )
+
+
+def ledger_counters(base_url: str) -> LedgerCounters:
+    text = httpx.get(f"{base_url}/metrics", timeout=10).text
+    values: dict[str, float] = {}
+    dropped: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "predictor_ledger_dropped_rows_total":
+                dropped[sample.labels["reason"]] = sample.value
+            elif not sample.labels:
+                values[sample.name] = sample.value
+    return LedgerCounters(
+        values["predictor_ledger_sampled_rows_total"],
+        values["predictor_ledger_written_rows_total"],
+        dropped,
+        values["predictor_ledger_queue_rows"],
+    )
+
+
+def wait_drained(base_url: str) -> LedgerCounters:
+    """The counters once the write queue is empty: every sampled row is written or counted as dropped."""
+    stack.wait_for(
+        lambda: ledger_counters(base_url).queued == 0,
+        timeout=DRAIN_TIMEOUT_SECONDS,
+        what="the ledger's write queue to drain",
+    )
+    return ledger_counters(base_url)
+
+
+def write_bodies(state_dir: Path, cases: list[tuple[int, int]]) -> dict[int, Path]:
+    bodies = {}
+    for rows in sorted({rows for rows, _ in cases}):
+        bodies[rows] = state_dir / f"body-{rows}.json"
+        bodies[rows].write_bytes(
+            json.dumps({"dataframe_records": sample_records("normal", rows, seed=rows)}).encode()
+        )
+    return bodies
+
+
+@dataclass(frozen=True)
+class Load:
+    """How each case is driven: the same wrk script, bodies, warm-up and duration for every server."""
+
+    script: Path
+    bodies: dict[int, Path]
+    warmup: float
+    duration: float
+
+    def run(self, url: str, rows: int, connections: int) -> Result:
+        if self.warmup:
+            wrk(
+                url,
+                self.bodies[rows],
+                rows=rows,
+                connections=connections,
+                seconds=self.warmup,
+                script=self.script,
+            )
+        return wrk(
+            url,
+            self.bodies[rows],
+            rows=rows,
+            connections=connections,
+            seconds=self.duration,
+            script=self.script,
+        )
+
+
+def bench_peer(local: stack.LocalStack, state_dir: Path, tracking_uri: str, load: Load) -> None:
+    ours = local.add(stack.start_predictor(state_dir, tracking_uri, name="bench-predictor"))
+    peer = local.add(start_peer(state_dir, tracking_uri))
+    urls = {"ours": f"{ours.url}/v1/models/{MODEL}:predict", "peer": f"{peer.url}/invocations"}
+    check_same_predictions(urls["ours"], urls["peer"], load.bodies[max(load.bodies)].read_bytes())
+
+    results: dict[tuple[int, int, str], Result] = {}
+    for rows, connections in CASES:
+        for server, url in urls.items():
+            print(f"batch {rows}, concurrency {connections}: {server} ...", flush=True)
+            results[rows, connections, server] = load.run(url, rows, connections)
+    ours.stop()
+    peer.stop()  # the floor is measured with no server competing for the CPU
+    one_row_ms, per_row_ms = in_process_floor(tracking_uri)
+    print_table(results, one_row_ms, per_row_ms, load.duration)
+
+
+def bench_ledger(local: stack.LocalStack, state_dir: Path, tracking_uri: str, load: Load) -> None:
+    database = stack.start_postgres(state_dir)
+    try:
+        plain = local.add(stack.start_predictor(state_dir, tracking_uri, name="bench-predictor-no-ledger"))
+        ledgered = local.add(
+            stack.start_predictor(
+                state_dir,
+                tracking_uri,
+                name="bench-predictor-ledger",
+                settings={"PREDICTOR_LEDGER_DATABASE_URL": database.url},
+            )
+        )
+        results: dict[tuple[int, int, str], Result] = {}
+        counters: dict[tuple[int, int, str], LedgerCounters] = {}
+        for rows, connections in LEDGER_CASES:
+            for state in LEDGER_STATES:
+                server = plain if state == "none" else ledgered
+                if state == "down":
+                    database.stop()
+                print(f"batch {rows}, concurrency {connections}: ledger {state} ...", flush=True)
+                before = wait_drained(server.url) if state == "up" else ledger_counters(server.url)
+                results[rows, connections, state] = load.run(
+                    f"{server.url}/v1/models/{MODEL}:predict", rows, connections
+                )
+                if state == "up":
+                    counters[rows, connections, state] = wait_drained(server.url).minus(before)
+                elif state == "down":
+                    counters[rows, connections, state] = ledger_counters(server.url).minus(before)
+                    database.start()  # the backlog the queue held is written now
+                    counters[rows, connections, "back"] = wait_drained(server.url).minus(before)
+        in_database = count_predictions(database.url)
+        total = ledger_counters(ledgered.url)
+        print_ledger_tables(results, counters, load.duration)
+        print(
+            f"\nrows in the predictions table at the end: {in_database}"
+            f" (predictor_ledger_written_rows_total {total.written:.0f}, sampled {total.sampled:.0f})"
+        )
+    finally:
+        database.remove()
+
+
+def count_predictions(url: str) -> int:
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.connect() as connection:
+            return int(connection.execute(sa.text("SELECT count(*) FROM predictions")).scalar_one())
+    finally:
+        engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -141,6 +307,11 @@ def main() -> None:
     )
     parser.add_argument("--duration", type=float, default=10, help="seconds per case and server (default 10)")
     parser.add_argument("--warmup", type=float, default=2, help="seconds of unmeasured load before each case")
+    parser.add_argument(
+        "--only",
+        choices=("peer", "ledger"),
+        help="run one part: `peer` (ours vs mlflow models serve) or `ledger` (database up vs down); default both",
+    )
     args = parser.parse_args()
 
     state_dir = Path(tempfile.mkdtemp(prefix="predictor-bench-"))
@@ -148,44 +319,13 @@ def main() -> None:
     with stack.local_stack(state_dir) as local:
         tracking_uri = args.tracking_uri or local.add(stack.start_mlflow(state_dir)).url
         ensure_champion(tracking_uri)
-        ours = local.add(stack.start_predictor(state_dir, tracking_uri, name="bench-predictor"))
-        peer = local.add(start_peer(state_dir, tracking_uri))
-        urls = {"ours": f"{ours.url}/v1/models/{MODEL}:predict", "peer": f"{peer.url}/invocations"}
         script = state_dir / "post.lua"
         script.write_text(WRK_SCRIPT)
-        bodies = {}
-        for rows in sorted({rows for rows, _ in CASES}):
-            bodies[rows] = state_dir / f"body-{rows}.json"
-            bodies[rows].write_bytes(
-                json.dumps({"dataframe_records": sample_records("normal", rows, seed=rows)}).encode()
-            )
-        check_same_predictions(urls["ours"], urls["peer"], bodies[max(bodies)].read_bytes())
-
-        results: dict[tuple[int, int, str], Result] = {}
-        for rows, connections in CASES:
-            for server, url in urls.items():
-                print(f"batch {rows}, concurrency {connections}: {server} ...", flush=True)
-                if args.warmup:
-                    wrk(
-                        url,
-                        bodies[rows],
-                        rows=rows,
-                        connections=connections,
-                        seconds=args.warmup,
-                        script=script,
-                    )
-                results[rows, connections, server] = wrk(
-                    url,
-                    bodies[rows],
-                    rows=rows,
-                    connections=connections,
-                    seconds=args.duration,
-                    script=script,
-                )
-        ours.stop()
-        peer.stop()  # the floor is measured with no server competing for the CPU
-        one_row_ms, per_row_ms = in_process_floor(tracking_uri)
-    print_table(results, one_row_ms, per_row_ms, args.duration)
+        load = Load(script, write_bodies(state_dir, CASES), args.warmup, args.duration)
+        if args.only in (None, "peer"):
+            bench_peer(local, state_dir, tracking_uri, load)
+        if args.only in (None, "ledger"):
+            bench_ledger(local, state_dir, tracking_uri, load)
 
 
 def print_table(
@@ -212,6 +352,54 @@ def print_table(
     print(
         f"\nin-process floor (pipeline.predict, 1 thread): 1 row {one_row_ms:.2f} ms; batch of 100 {per_row_ms * 1000:.0f} µs per row"
     )
+
+
+def print_ledger_tables(
+    results: dict[tuple[int, int, str], Result],
+    counters: dict[tuple[int, int, str], LedgerCounters],
+    seconds: float,
+) -> None:
+    header = f"{'case':<24}{'ledger':<8}{'req/s':>9}{'rows/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+    print(
+        f"\nledger: predict with the ledger database up vs down; wrk, {seconds:g} s per case, one worker process,"
+        " PostgreSQL on 127.0.0.1\n"
+    )
+    print(header)
+    print("-" * len(header))
+    for rows, connections in LEDGER_CASES:
+        case = f"batch {rows}, conc {connections}"
+        for state in LEDGER_STATES:
+            r = results[rows, connections, state]
+            print(
+                f"{case if state == 'none' else '':<24}{state:<8}{r.requests_per_second:>9.1f}{r.rows_per_second:>10.0f}"
+                f"{r.p50_ms:>9.1f}{r.p99_ms:>9.1f}{r.errors:>8}"
+            )
+        none, up, down = (results[rows, connections, state] for state in LEDGER_STATES)
+        for label, a, b in (("up/none", up, none), ("down/up", down, up)):
+            print(
+                f"{'':<24}{label:<8}{a.requests_per_second / b.requests_per_second:>8.2f}x"
+                f"{a.rows_per_second / b.rows_per_second:>9.2f}x"
+                f"{a.p50_ms / b.p50_ms:>8.2f}x{a.p99_ms / b.p99_ms:>8.2f}x"
+            )
+
+    header = (
+        f"{'case':<24}{'database':<16}{'sampled':>9}{'written':>9}{'queue_full':>11}{'write_failed':>13}"
+        f"{'shutdown':>9}{'queued':>8}{'written %':>10}"
+    )
+    print("\nledger rows per run (predictor_ledger_* deltas from /metrics; warm-up included)\n")
+    print(header)
+    print("-" * len(header))
+    labels = {"up": "up (drained)", "down": "down (at end)", "back": "restarted"}
+    for rows, connections in LEDGER_CASES:
+        case = f"batch {rows}, conc {connections}"
+        for n, state in enumerate(("up", "down", "back")):
+            c = counters[rows, connections, state]
+            share = 100 * c.written / c.sampled if c.sampled else float("nan")
+            print(
+                f"{case if n == 0 else '':<24}{labels[state]:<16}{c.sampled:>9.0f}{c.written:>9.0f}"
+                f"{c.dropped.get('queue_full', 0):>11.0f}{c.dropped.get('write_failed', 0):>13.0f}"
+                f"{c.dropped.get('shutdown', 0):>9.0f}{c.queued:>8.0f}{share:>9.1f}%"
+            )
 
 
 if __name__ == "__main__":
