@@ -2,6 +2,8 @@
 
     train → register → serve (2 replicas) → normal traffic → drift check → summer traffic
           → drift check → DataDriftDetected fires in Prometheus → reaches Alertmanager
+          → normal bookings + their true prices (delayed labels) → quality in line with the yardstick
+          → summer bookings + their true prices → ModelQualityDegraded fires → reaches Alertmanager
 
 Processes are started by scripts/local_stack.py, the same code the integration and e2e tests use,
 with the settings the chart gives them in a cluster. Everything lives in .state/demo (wiped at the start). Ctrl-C stops every
@@ -20,6 +22,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from scripts import labels as label_feed
 from scripts import local_stack as stack
 from scripts.load.run import Load, run_load
 
@@ -35,6 +38,9 @@ PREFERRED_PORTS = {
 }
 LOAD_SECONDS = int(os.environ.get("DEMO_LOAD_SECONDS", "15"))
 LOAD_USERS = int(os.environ.get("DEMO_USERS", "8"))
+LEDGER_URL = f"sqlite:///{STATE / 'ledger.db'}"  # the embedded default; the chart runs PostgreSQL
+LABELLED_ROWS = 400
+LABEL_DELAY_SECONDS = 3
 _t0 = time.monotonic()
 
 
@@ -83,6 +89,58 @@ def drift_table(report: dict) -> str:
             f"features drifted (per-feature threshold {v['threshold']:.2e}, {report['correction']})"
         )
     return "\n".join(lines)
+
+
+def quality_table(quality: dict) -> str:
+    lines = [
+        f"  {'model version':14} {'labelled':>8} {'MAE':>7} {'RMSE':>7} {'bias':>7} {'yardstick MAE':>14} "
+        f"{'ratio':>6}  verdict"
+    ]
+    for v in quality["versions"]:
+        if not v["labelled_rows"]:
+            lines.append(f"  v{v['model_version']:13} {0:8}  no labelled rows yet")
+            continue
+        verdict = {True: "DEGRADED", False: "ok", None: "not judged"}[v["degraded"]]
+        reference = f"{v['reference_mae']:14.2f}" if v["reference_mae"] is not None else f"{'—':>14}"
+        ratio = f"{v['mae_ratio']:6.2f}" if v["mae_ratio"] is not None else f"{'—':>6}"
+        lines.append(
+            f"  v{v['model_version']:13} {v['labelled_rows']:8} {v['mae']:7.2f} {v['rmse']:7.2f} {v['bias']:+7.2f} "
+            f"{reference} {ratio}  {verdict}"
+        )
+    lines.append(
+        f"  (alert when MAE > {quality['max_mae_ratio']} × yardstick with ≥ {quality['min_labelled_rows']} "
+        "labelled rows; bias = mean of prediction − actual)"
+    )
+    return "\n".join(lines)
+
+
+def labels_and_check(loop: stack.Loop, mode: str) -> dict:
+    """Bookings with ids, then their true prices as labels after a delay, then the quality check."""
+    with stage(f"{mode} bookings with ids, then their true prices as labels"):
+        started = time.time()
+        sent = label_feed.send(loop.predictor_urls, mode, rows=LABELLED_ROWS, prefix=f"{mode}-{int(started)}")
+        if sent.failures:
+            raise SystemExit(f"demo: predict failed: {sent.failures[0]}")
+        time.sleep(LABEL_DELAY_SECONDS)  # the stay happens; the true price is known afterwards
+        totals = label_feed.post_labels(loop.predictor_urls[0], sent.labels())
+        say(
+            f"feedback: {totals['stored']} labels stored, {totals['matched']} matched a prediction in the ledger"
+        )
+    with stage(f"quality check on the {mode} window (labels older than {LABEL_DELAY_SECONDS}s)"):
+        window = str(int(time.time() - started) + 1)
+        code, report, log = stack.run_drift_monitor(
+            loop,
+            window_seconds=time.time() - started + 1,
+            env={
+                "DRIFT_MONITOR_LEDGER_DATABASE_URL": LEDGER_URL,
+                "DRIFT_MONITOR_LABEL_DELAY_SECONDS": str(LABEL_DELAY_SECONDS),
+                "DRIFT_MONITOR_QUALITY_WINDOW_SECONDS": window,
+            },
+        )
+        if code != 0 or report is None or report.get("quality") is None:
+            raise SystemExit(f"demo: the quality check failed (exit {code}):\n{log[-3000:]}")
+        print(quality_table(report["quality"]), flush=True)
+    return report["quality"]
 
 
 def traffic_and_check(loop: stack.Loop, mode: str) -> dict:
@@ -135,7 +193,10 @@ def run() -> None:
                 mlflow,
                 monitoring=monitoring,
                 ports={n: port(n) for n in PREFERRED_PORTS},
-                predictor_settings={"PREDICTOR_POLL_INTERVAL_SECONDS": "5"},
+                predictor_settings={
+                    "PREDICTOR_POLL_INTERVAL_SECONDS": "5",
+                    "PREDICTOR_LEDGER_DATABASE_URL": LEDGER_URL,
+                },
             )
 
         normal = traffic_and_check(loop, "normal")
@@ -153,6 +214,16 @@ def run() -> None:
                 say(
                     f"Prometheus: {fired['labels']['alertname']} {fired['state']} since {fired['activeAt']} — "
                     f"{fired['annotations']['summary']}"
+                )
+                say(f"Alertmanager: received, receivers {[r['name'] for r in routed['receivers']]}")
+
+        labels_and_check(loop, "normal")
+        labels_and_check(loop, "drift")
+        if monitoring:
+            with stage("waiting for ModelQualityDegraded (Prometheus rule, then Alertmanager)"):
+                fired, routed = stack.wait_for_alert(loop, "ModelQualityDegraded", timeout=240)
+                say(
+                    f"Prometheus: ModelQualityDegraded {fired['state']} — {fired['annotations']['description']}"
                 )
                 say(f"Alertmanager: received, receivers {[r['name'] for r in routed['receivers']]}")
 

@@ -576,13 +576,16 @@ def start_loop(
 
 
 def run_drift_monitor(
-    loop: Loop, *, window_seconds: float, timeout: float = 300
+    loop: Loop, *, window_seconds: float, timeout: float = 300, env: Mapping[str, str] | None = None
 ) -> tuple[int, dict | None, str]:
-    """One `drift-monitor` run against the loop's predictors: (exit code, JSON report, log)."""
+    """One `drift-monitor` run against the loop's predictors: (exit code, JSON report, log).
+
+    `env` adds settings, e.g. DRIFT_MONITOR_LEDGER_DATABASE_URL for the quality check."""
     env = {
         "MLFLOW_TRACKING_URI": loop.mlflow.url,
         "DRIFT_MONITOR_WINDOW_SECONDS": str(max(1, math.ceil(window_seconds))),
         "LOG_FORMAT": "json",
+        **(env or {}),
     }
     argv = ["drift-monitor", "--targets", *loop.predictor_urls]
     if loop.pushgateway:

@@ -112,10 +112,24 @@ LOOP_POLL_SECONDS = 2
 
 
 @pytest.fixture(scope="session")
-def loop(champion: TrainedModel, mlflow_server: stack.Process, state_dir: Path) -> Iterator[stack.Loop]:
+def loop_ledger_url(postgres_server: stack.PostgresServer) -> str:
+    """The loop's predictions ledger: a database of its own on the session PostgreSQL."""
+    return postgres_server.create_database("loop_ledger")
+
+
+@pytest.fixture(scope="session")
+def loop(
+    champion: TrainedModel, mlflow_server: stack.Process, state_dir: Path, loop_ledger_url: str
+) -> Iterator[stack.Loop]:
     """The whole local loop, started once per session and shared by the drift and e2e tests: two
-    predictors serving the champion, Pushgateway, Prometheus with the chart's rules, Alertmanager."""
+    predictors serving the champion and writing one ledger (PostgreSQL), Pushgateway, Prometheus with
+    the chart's rules, Alertmanager."""
     with stack.local_stack(state_dir / "loop") as s:
         yield stack.start_loop(
-            s, mlflow_server, predictor_settings={"PREDICTOR_POLL_INTERVAL_SECONDS": str(LOOP_POLL_SECONDS)}
+            s,
+            mlflow_server,
+            predictor_settings={
+                "PREDICTOR_POLL_INTERVAL_SECONDS": str(LOOP_POLL_SECONDS),
+                "PREDICTOR_LEDGER_DATABASE_URL": loop_ledger_url,
+            },
         )

@@ -8,7 +8,6 @@ firing, routed by Alertmanager. The monitor's numbers must equal a pandas comput
 
 from __future__ import annotations
 
-import json
 import math
 import time
 import uuid
@@ -40,19 +39,17 @@ def ledger_counts(loop: stack.Loop) -> dict[str, float]:
 
 def run_quality(loop: stack.Loop, ledger_url: str, window_seconds: float) -> dict:
     """One monitor run (drift part included, as the CronJob does) whose quality window is the last phase."""
-    assert loop.pushgateway
-    argv = ["drift-monitor", "--targets", *loop.predictor_urls, "--pushgateway", loop.pushgateway.url]
-    env = {
-        "MLFLOW_TRACKING_URI": loop.mlflow.url,
-        "LOG_FORMAT": "json",
-        "DRIFT_MONITOR_WINDOW_SECONDS": str(math.ceil(window_seconds)),
-        "DRIFT_MONITOR_LEDGER_DATABASE_URL": ledger_url,
-        "DRIFT_MONITOR_LABEL_DELAY_SECONDS": str(LABEL_DELAY_SECONDS),
-        "DRIFT_MONITOR_QUALITY_WINDOW_SECONDS": str(math.ceil(window_seconds)),
-    }
-    result = stack.run_cli(argv, env=env, timeout=300)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return json.loads(result.stdout)["quality"]
+    code, report, log = stack.run_drift_monitor(
+        loop,
+        window_seconds=window_seconds,
+        env={
+            "DRIFT_MONITOR_LEDGER_DATABASE_URL": ledger_url,
+            "DRIFT_MONITOR_LABEL_DELAY_SECONDS": str(LABEL_DELAY_SECONDS),
+            "DRIFT_MONITOR_QUALITY_WINDOW_SECONDS": str(math.ceil(window_seconds)),
+        },
+    )
+    assert code == 0 and report is not None, log[-4000:]
+    return report["quality"]
 
 
 def labelled_phase(loop: stack.Loop, mode: str) -> tuple[label_feed.LabelledTraffic, float]:
