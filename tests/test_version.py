@@ -21,8 +21,10 @@ from tests.version import CHART_FILE, app_version
 
 REPO = Path(__file__).resolve().parent.parent
 SERVICES = sorted(p.parent for p in (REPO / "services").glob("*/pyproject.toml"))
-DOCKERFILES = sorted([*(s / "Dockerfile" for s in SERVICES), REPO / "k8s" / "mlflow" / "Dockerfile"])
-BUILT_IMAGES = ("mlflow", "trainer", "predictor", "driftMonitor")
+# The services' images and the servers' images the chart runs (k8s/mlflow, k8s/postgres).
+DOCKERFILES = sorted([*(s / "Dockerfile" for s in SERVICES), *REPO.glob("k8s/*/Dockerfile")])
+# Values blocks holding an image the project builds (dotted paths into values.yaml).
+BUILT_IMAGES = ("mlflow", "trainer", "predictor", "driftMonitor", "ledger.database.internal")
 
 
 def test_chart_version_equals_app_version() -> None:
@@ -50,7 +52,13 @@ def test_predictor_reports_its_package_version() -> None:
 
 def test_built_images_default_to_the_chart_version() -> None:
     values = yaml.safe_load((REPO / "charts" / "mlops" / "values.yaml").read_text())
-    assert {name: values[name]["image"]["tag"] for name in BUILT_IMAGES} == dict.fromkeys(BUILT_IMAGES, "")
+    tags = {}
+    for path in BUILT_IMAGES:
+        block = values
+        for key in path.split("."):
+            block = block[key]
+        tags[path] = block["image"]["tag"]
+    assert tags == dict.fromkeys(BUILT_IMAGES, "")
 
 
 def _run(cmd: list[str], stdin: str) -> str:

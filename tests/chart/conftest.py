@@ -51,6 +51,17 @@ SCENARIOS: dict[str, list[str]] = {
         "trainer.job.runOnUpgrade=true",
         "predictor.autoscaling.enabled=false",
     ),
+    # The predictions ledger: an external database instead of the in-chart one, none at all, and
+    # the official postgres image in place of mlops-postgres.
+    "ledger-external": _set(
+        "ledger.database.external.existingSecret=ledger-db",
+        "ledger.database.external.key=uri",
+    ),
+    "ledger-off": _set("ledger.enabled=false"),
+    "ledger-official-image": _set(
+        "ledger.database.internal.image.repository=postgres",
+        "ledger.database.internal.image.tag=15",
+    ),
     "laptop": ["-f", "k8s/values-laptop.yaml"],
     "production": ["-f", "k8s/values-production.yaml"],
     "kube-prometheus-stack": ["-f", "k8s/values-kube-prometheus-stack.yaml"],

@@ -202,7 +202,7 @@ def test_model_name_and_alias_agree(default: Rendered, values: dict[str, Any]) -
 
 
 def test_api_token_reaches_predictor_drift_monitor_and_test_pod(renders: Renders) -> None:
-    assert not renders("default").of_kind("Secret")
+    assert not renders("default").by_component("Secret", "predictor")
     rendered = renders("api-token")
     secret = _the(rendered, "Secret", "predictor")
     ref = {"secretKeyRef": {"name": secret["metadata"]["name"], "key": "token"}}
@@ -223,6 +223,8 @@ def test_default_images_are_what_make_images_builds(default: Rendered) -> None:
     }
     for service in SERVICE_CONTAINERS:
         assert images[service] == (f"mlops-{service}:{app_version()}", "IfNotPresent")
+    assert images["mlflow"] == (f"mlops-mlflow:{app_version()}", "IfNotPresent")
+    assert images["postgres"] == (f"mlops-postgres:{app_version()}", "IfNotPresent")
 
 
 # ------------------------------------------------------------------------------ jobs
@@ -358,11 +360,18 @@ def test_network_policies(renders: Renders) -> None:
 # What each component may call (component -> "target:port"; "api:443/6443/8443" is the Kubernetes API).
 EGRESS = {
     "trainer": {"mlflow:5000"},
-    "predictor": {"mlflow:5000"},
-    "drift-monitor": {"mlflow:5000", "predictor:8080", "pushgateway:9091", "api:443/6443/8443"},
+    "predictor": {"mlflow:5000", "ledger-database:5432"},
+    "drift-monitor": {
+        "mlflow:5000",
+        "ledger-database:5432",
+        "predictor:8080",
+        "pushgateway:9091",
+        "api:443/6443/8443",
+    },
     "prometheus": {"predictor:8080", "pushgateway:9091", "alertmanager:9093", "api:443/6443/8443"},
     "alertmanager": {"retraining-hook:8080"},
     "mlflow": set(),
+    "ledger-database": set(),
     "pushgateway": set(),
     "test": {"predictor:8080"},
 }
@@ -389,15 +398,21 @@ def _egress_of(policies: list[dict[str, Any]], pod_labels: dict[str, str]) -> tu
     return allowed, dns
 
 
-def test_every_pod_may_call_only_what_it_needs(renders: Renders) -> None:
-    rendered = renders("default")
-    policies = rendered.of_kind("NetworkPolicy")
+def _pod_labels(rendered: Rendered) -> dict[str, dict[str, str]]:
+    """component -> pod labels, for every pod of the release (the helm test pod included)."""
     pods = {
         labels(template)["app.kubernetes.io/component"]: labels(template)
         for _obj, template in rendered.workloads()
     }
     test_pod = next(o for o in rendered.objects if o["kind"] == "Pod")
     pods["test"] = labels(test_pod)
+    return pods
+
+
+def test_every_pod_may_call_only_what_it_needs(renders: Renders) -> None:
+    rendered = renders("default")
+    policies = rendered.of_kind("NetworkPolicy")
+    pods = _pod_labels(rendered)
     assert set(pods) == set(EGRESS)
     for component, pod_labels in pods.items():
         allowed, dns = _egress_of(policies, pod_labels)
@@ -564,7 +579,7 @@ def test_mlflow_serves_artifacts_from_the_pvc(default: Rendered) -> None:
 
 def test_external_mlflow_stores(renders: Renders) -> None:
     rendered = renders("external-mlflow")
-    assert not rendered.of_kind("PersistentVolumeClaim")
+    assert not rendered.by_component("PersistentVolumeClaim", "mlflow")
     deployment = _the(rendered, "Deployment", "mlflow")
     container = _container(deployment, "mlflow")
     assert env_value(container, "MLFLOW_BACKEND_STORE_URI")["valueFrom"] == {
@@ -572,6 +587,197 @@ def test_external_mlflow_stores(renders: Renders) -> None:
     }
     assert "--artifacts-destination=s3://mlflow-artifacts/mlops" in container["args"]
     assert deployment["spec"]["replicas"] == 2 and deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+
+
+# ------------------------------------------------------------------------------ predictions ledger
+
+LEDGER_DB = "ledger-database"
+LEDGER_DB_OBJECTS = ("Deployment", "Service", "PersistentVolumeClaim", "Secret", "NetworkPolicy")
+# Every variable the chart sets for the ledger, per service container.
+LEDGER_ENV = {
+    "predictor": (
+        "PREDICTOR_LEDGER_DATABASE_URL",
+        "PREDICTOR_LEDGER_SAMPLE_RATE",
+        "PREDICTOR_LEDGER_RETENTION_DAYS",
+        "PREDICTOR_LEDGER_MAX_ROWS",
+        "PREDICTOR_LEDGER_QUEUE_ROWS",
+    ),
+    "drift-monitor": (
+        "DRIFT_MONITOR_LEDGER_DATABASE_URL",
+        "DRIFT_MONITOR_LABEL_DELAY_SECONDS",
+        "DRIFT_MONITOR_QUALITY_WINDOW_SECONDS",
+        "DRIFT_MONITOR_QUALITY_MIN_LABELLED_ROWS",
+        "DRIFT_MONITOR_QUALITY_MAX_MAE_RATIO",
+        "DRIFT_MONITOR_LABELS_MISSING_AFTER_SECONDS",
+    ),
+}
+
+
+def _ledger_clients(rendered: Rendered) -> dict[str, dict[str, Any]]:
+    return {
+        "predictor": _container(_the(rendered, "Deployment", "predictor"), "predictor"),
+        "drift-monitor": _container(_the(rendered, "CronJob", "drift-monitor"), "drift-monitor"),
+    }
+
+
+def _secret_data(secret: dict[str, Any]) -> dict[str, str]:
+    import base64
+
+    return {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+
+
+def test_ledger_database_runs_locked_down_on_its_pvc(default: Rendered, values: dict[str, Any]) -> None:
+    internal = values["ledger"]["database"]["internal"]
+    deployment = _the(default, "Deployment", LEDGER_DB)
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"
+    pod = deployment["spec"]["template"]["spec"]
+    # "Always" would make the kubelet open the data directory to the group, and PostgreSQL refuse it.
+    assert pod["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"] == 10001
+    container = _container(deployment, "postgres")
+    assert "command" not in container and "args" not in container  # the image's entrypoint initialises
+    assert container["ports"] == [{"name": "postgres", "containerPort": 5432, "protocol": "TCP"}]
+    assert container["readinessProbe"]["exec"]["command"][0] == "pg_isready"
+    assert container["livenessProbe"]["tcpSocket"] == {"port": "postgres"}
+    assert container["startupProbe"]["tcpSocket"] == {"port": "postgres"}
+    assert container["resources"] == internal["resources"]
+
+    pvc = _the(default, "PersistentVolumeClaim", LEDGER_DB)
+    assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert pvc["spec"]["resources"]["requests"]["storage"] == internal["persistence"]["size"]
+    assert "storageClassName" not in pvc["spec"]  # the cluster's default StorageClass
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert volumes["data"]["persistentVolumeClaim"] == {"claimName": pvc["metadata"]["name"]}
+    # PGDATA is a directory of its own below the mount point (initdb needs one it owns).
+    pgdata = env_value(container, "PGDATA")["value"]
+    assert pgdata.startswith(mounts["data"].rstrip("/") + "/"), pgdata
+    # The socket directory is writable on the read-only root filesystem.
+    assert "emptyDir" in volumes[next(n for n, p in mounts.items() if p == "/var/run/postgresql")]
+
+
+def test_ledger_database_secret_holds_its_password_and_the_url(
+    default: Rendered, values: dict[str, Any]
+) -> None:
+    internal = values["ledger"]["database"]["internal"]
+    secret = _the(default, "Secret", LEDGER_DB)
+    name = secret["metadata"]["name"]
+    assert name == f"{RELEASE}-ledger-database"
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    data = _secret_data(secret)
+    assert set(data) == {"password", "url"}
+    assert len(data["password"]) == 32 and data["password"].isalnum()
+    service = _the(default, "Service", LEDGER_DB)
+    assert service["spec"]["ports"] == [
+        {"name": "postgres", "port": 5432, "targetPort": "postgres", "protocol": "TCP"}
+    ]
+    host = f"{service['metadata']['name']}:{service['spec']['ports'][0]['port']}"
+    assert data["url"] == (
+        f"postgresql://{internal['user']}:{data['password']}@{host}/{internal['database']}"
+    )
+    # The database is created with that user, password and name.
+    container = _container(_the(default, "Deployment", LEDGER_DB), "postgres")
+    assert env_value(container, "POSTGRES_USER")["value"] == internal["user"]
+    assert env_value(container, "POSTGRES_DB")["value"] == internal["database"]
+    assert env_value(container, "POSTGRES_PASSWORD")["valueFrom"] == {
+        "secretKeyRef": {"name": name, "key": "password"}
+    }
+    # Both services read the URL from it.
+    for client in _ledger_clients(default).values():
+        (url_env,) = [e for e in client["env"] if e["name"].endswith("LEDGER_DATABASE_URL")]
+        assert url_env["valueFrom"] == {"secretKeyRef": {"name": name, "key": "url"}}
+
+
+def test_only_ledger_clients_reach_the_ledger_database(default: Rendered) -> None:
+    policy = _the(default, "NetworkPolicy", LEDGER_DB)
+    deployment = _the(default, "Deployment", LEDGER_DB)
+    assert policy["spec"]["podSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"port": "postgres", "protocol": "TCP"}]
+    admitted = {
+        component
+        for component, pod_labels in _pod_labels(default).items()
+        if any(_matches(peer["podSelector"]["matchLabels"], pod_labels) for peer in rule["from"])
+    }
+    # The trainer is let in for training on labelled rows; its egress stays closed until it needs it.
+    assert admitted == {"predictor", "drift-monitor", "trainer"}
+    for peer in rule["from"]:
+        assert peer["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == RELEASE
+
+
+def test_ledger_settings_reach_predictor_and_drift_monitor(default: Rendered, values: dict[str, Any]) -> None:
+    ledger, quality = values["ledger"], values["driftMonitor"]["quality"]
+    expected = {
+        "predictor": {
+            "PREDICTOR_LEDGER_SAMPLE_RATE": ledger["sampleRate"],
+            "PREDICTOR_LEDGER_RETENTION_DAYS": ledger["retentionDays"],
+            "PREDICTOR_LEDGER_MAX_ROWS": ledger["maxRows"],
+            "PREDICTOR_LEDGER_QUEUE_ROWS": ledger["queueRows"],
+        },
+        "drift-monitor": {
+            "DRIFT_MONITOR_LABEL_DELAY_SECONDS": quality["labelDelaySeconds"],
+            "DRIFT_MONITOR_QUALITY_WINDOW_SECONDS": quality["windowSeconds"],
+            "DRIFT_MONITOR_QUALITY_MIN_LABELLED_ROWS": quality["minLabelledRows"],
+            "DRIFT_MONITOR_QUALITY_MAX_MAE_RATIO": quality["maxMaeRatio"],
+            "DRIFT_MONITOR_LABELS_MISSING_AFTER_SECONDS": quality["labelsMissingAfterSeconds"],
+        },
+    }
+    for name, container in _ledger_clients(default).items():
+        assert set(LEDGER_ENV[name]) <= set(env_names(container)), name
+        for env, value in expected[name].items():
+            assert float(env_value(container, env)["value"]) == value, env
+
+
+def test_external_ledger_database_replaces_the_in_chart_one(renders: Renders) -> None:
+    rendered = renders("ledger-external")
+    for kind in LEDGER_DB_OBJECTS:
+        assert not rendered.by_component(kind, LEDGER_DB), kind
+    for name, container in _ledger_clients(rendered).items():
+        assert set(LEDGER_ENV[name]) <= set(env_names(container)), name
+        assert env_value(container, LEDGER_ENV[name][0])["valueFrom"] == {
+            "secretKeyRef": {"name": "ledger-db", "key": "uri"}
+        }
+    # No egress to an in-chart database that is not there; the way out is networkPolicy.extraEgress.
+    policies = rendered.of_kind("NetworkPolicy")
+    for component, pod_labels in _pod_labels(rendered).items():
+        allowed, _dns = _egress_of(policies, pod_labels)
+        assert not any(target.startswith(LEDGER_DB) for target in allowed), component
+
+
+def test_production_reads_the_ledger_from_its_secret_and_opens_egress_to_it(renders: Renders) -> None:
+    rendered = renders("production")
+    assert not rendered.by_component("Deployment", LEDGER_DB)
+    for name, container in _ledger_clients(rendered).items():
+        assert env_value(container, LEDGER_ENV[name][0])["valueFrom"] == {
+            "secretKeyRef": {"name": "ledger-database", "key": "url"}
+        }
+        policy = rendered.get("NetworkPolicy", f"{RELEASE}-{name}-egress")
+        assert {"ports": [{"port": 5432, "protocol": "TCP"}]} in policy["spec"]["egress"], name
+
+
+def test_without_the_ledger_there_is_no_database_and_no_ledger_setting(renders: Renders) -> None:
+    rendered = renders("ledger-off")
+    for kind in LEDGER_DB_OBJECTS:
+        assert not rendered.by_component(kind, LEDGER_DB), kind
+    for name, container in _ledger_clients(rendered).items():
+        assert not set(LEDGER_ENV[name]) & set(env_names(container)), name
+    policies, pods = rendered.of_kind("NetworkPolicy"), _pod_labels(rendered)
+    for component in ("predictor", "drift-monitor"):
+        allowed, _dns = _egress_of(policies, pods[component])
+        assert allowed == EGRESS[component] - {"ledger-database:5432"}, component
+
+
+def test_the_official_postgres_image_is_a_drop_in(renders: Renders, default: Rendered) -> None:
+    official = _container(_the(renders("ledger-official-image"), "Deployment", LEDGER_DB), "postgres")
+    ours = _container(_the(default, "Deployment", LEDGER_DB), "postgres")
+    assert official["image"] == "postgres:15"
+    # Same environment contract, volumes and probes: only the image changes.
+    assert {k: v for k, v in official.items() if k != "image"} == {
+        k: v for k, v in ours.items() if k != "image"
+    }
+    assert set(env_names(official)) == {"POSTGRES_USER", "POSTGRES_DB", "POSTGRES_PASSWORD", "PGDATA"}
 
 
 def test_helm_test_pod_checks_readiness_and_one_real_prediction(default: Rendered) -> None:
@@ -605,3 +811,5 @@ def test_notes_print_port_forward_and_curl(tmp_path: Path) -> None:
     assert f"kubectl -n {NAMESPACE} port-forward service/{RELEASE}-predictor 8080:8080" in notes
     assert "curl -s http://127.0.0.1:8080/v1/models/hotel-adr:predict" in notes
     assert f"port-forward service/{RELEASE}-mlflow 5000:5000" in notes
+    assert "curl -s http://127.0.0.1:8080/v1/models/hotel-adr:feedback" in notes
+    assert f"exec -it deployment/{RELEASE}-ledger-database -- sh -c" in notes

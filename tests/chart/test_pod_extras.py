@@ -20,6 +20,7 @@ from tests.chart.conftest import (
 
 COMPONENTS = {
     "mlflow",
+    "ledger-database",
     "trainer",
     "predictor",
     "drift-monitor",
@@ -102,6 +103,7 @@ def test_without_extras_the_pods_are_as_before(renders: Renders) -> None:
             assert "envFrom" not in container
             assert {m["name"] for m in container.get("volumeMounts") or []} <= {
                 "tmp",
+                "run",
                 "data",
                 "config",
                 "rules",
@@ -134,6 +136,18 @@ REFUSED = {
     "volume name": (
         ['mlflow.extraVolumes=[{"name": "data", "emptyDir": {}}]'],
         "already has a volume named data",
+    ),
+    "database env": (
+        ['ledger.database.internal.extraEnv=[{"name": "PGDATA", "value": "/tmp/pgdata"}]'],
+        "PGDATA is set by the chart",
+    ),
+    "ledger env": (
+        ['predictor.extraEnv=[{"name": "PREDICTOR_LEDGER_DATABASE_URL", "value": "sqlite:///x.db"}]'],
+        "PREDICTOR_LEDGER_DATABASE_URL is set by the chart",
+    ),
+    "database volume": (
+        ['ledger.database.internal.extraVolumes=[{"name": "run", "emptyDir": {}}]'],
+        "already has a volume named run",
     ),
 }
 

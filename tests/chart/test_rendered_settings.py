@@ -77,6 +77,19 @@ LARGE_VALUES = {
         "backoffLimit": 1000000,
         "successfulJobsHistoryLimit": 1000000,
         "failedJobsHistoryLimit": 1000000,
+        "quality": {
+            "labelDelaySeconds": 2592000,
+            "windowSeconds": 31536000,
+            "minLabelledRows": 1000000,
+            "maxMaeRatio": 1.25,
+            "labelsMissingAfterSeconds": 2592000,
+        },
+    },
+    "ledger": {
+        "retentionDays": 3650,
+        "maxRows": 100000000,
+        "queueRows": 10000000,
+        "database": {"internal": {"image": {"tag": 20250101}, "persistence": {"size": 107374182400}}},
     },
     "monitoring": {"prometheus": {"storageSizeLimit": 10737418240}},
 }
@@ -87,8 +100,10 @@ LARGE = {"large-hpa": [], "large-fixed-replicas": ["--set", "predictor.autoscali
 EXPONENT = re.compile(r"(?<![\w.])-?\d+(\.\d+)?[eE][+-]?\d+(?![\w.])")
 # Kubernetes fields that are genuinely fractional, as dotted paths: none in this chart.
 FRACTIONAL_FIELDS: frozenset[str] = frozenset()
-# The value of an env entry read from a Secret (valueFrom), which exists only in the cluster.
+# The value of an env entry read from a Secret (valueFrom), which exists only in the cluster: a
+# database URL for the ledger's, a token for everything else.
 SECRET_STAND_IN = "token"
+URL_STAND_IN = "postgresql://ledger:password@mlops-ledger-database:5432/ledger"
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +143,7 @@ def _env_value(entry: dict[str, Any]) -> str:
         return entry["value"]
     source = entry["valueFrom"]
     if "secretKeyRef" in source:
-        return SECRET_STAND_IN
+        return URL_STAND_IN if entry["name"].endswith("_DATABASE_URL") else SECRET_STAND_IN
     if source.get("fieldRef", {}).get("fieldPath") == "metadata.namespace":
         return NAMESPACE
     raise AssertionError(f"env {entry['name']}: no stand-in for valueFrom {source}")
@@ -198,4 +213,5 @@ def test_large_values_arrive_as_written(render: Callable[[str], Rendered]) -> No
     predictor = render("large-fixed-replicas").get("Deployment", "mlops-predictor")
     env = {e["name"]: e.get("value") for e in predictor["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["PREDICTOR_MAX_BODY_BYTES"] == "16777216"
+    assert env["PREDICTOR_LEDGER_MAX_ROWS"] == "100000000"
     assert predictor["spec"]["replicas"] == 1000000

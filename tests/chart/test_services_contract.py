@@ -83,6 +83,11 @@ def test_chart_wired_names_exist_in_settings() -> None:
             "PREDICTOR_MODEL_NAME",
             "PREDICTOR_MODEL_ALIAS",
             "PREDICTOR_API_TOKEN",
+            "PREDICTOR_LEDGER_DATABASE_URL",
+            "PREDICTOR_LEDGER_SAMPLE_RATE",
+            "PREDICTOR_LEDGER_RETENTION_DAYS",
+            "PREDICTOR_LEDGER_MAX_ROWS",
+            "PREDICTOR_LEDGER_QUEUE_ROWS",
         },
         "drift-monitor": {
             "DRIFT_MONITOR_MODEL_NAME",
@@ -91,6 +96,12 @@ def test_chart_wired_names_exist_in_settings() -> None:
             "DRIFT_MONITOR_PREDICTOR_PORT",
             "DRIFT_MONITOR_PREDICTOR_API_TOKEN",
             "DRIFT_MONITOR_PUSHGATEWAY_URL",
+            "DRIFT_MONITOR_LEDGER_DATABASE_URL",
+            "DRIFT_MONITOR_LABEL_DELAY_SECONDS",
+            "DRIFT_MONITOR_QUALITY_WINDOW_SECONDS",
+            "DRIFT_MONITOR_QUALITY_MIN_LABELLED_ROWS",
+            "DRIFT_MONITOR_QUALITY_MAX_MAE_RATIO",
+            "DRIFT_MONITOR_LABELS_MISSING_AFTER_SECONDS",
         },
     }
     for container, names in wired.items():

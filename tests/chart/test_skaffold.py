@@ -11,10 +11,12 @@ import yaml
 from tests.chart.conftest import ROOT, Rendered
 
 SERVICES = ("trainer", "predictor", "drift-monitor")
-# image -> (build context, values key): the three services and the MLflow server image.
+# image -> (build context, values key): the three services, the MLflow server and the ledger's
+# PostgreSQL.
 ARTIFACTS = {
     **{f"mlops-{s}": (f"services/{s}", {"drift-monitor": "driftMonitor"}.get(s, s)) for s in SERVICES},
     "mlops-mlflow": ("k8s/mlflow", "mlflow"),
+    "mlops-postgres": ("k8s/postgres", "ledger.database.internal"),
 }
 
 

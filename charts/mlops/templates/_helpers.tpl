@@ -88,6 +88,33 @@ egress NetworkPolicies block anyway; off, nothing waits on it).
 {{- end }}
 {{- end }}
 
+{{/*
+Whether the release runs its own PostgreSQL for the predictions ledger: the ledger is on and no
+external database (ledger.database.external.existingSecret) is given. "true" or empty.
+*/}}
+{{- define "mlops.ledger.internal" -}}
+{{- if and .Values.ledger.enabled (not .Values.ledger.database.external.existingSecret) }}true{{ end }}
+{{- end }}
+
+{{/*
+Env entry for the ledger's database URL under the variable name given as .name: from the
+in-chart database's Secret ("<fullname>-ledger-database", key url) or from the external one.
+Call with (dict "root" $ "name" "PREDICTOR_LEDGER_DATABASE_URL").
+*/}}
+{{- define "mlops.ledger.urlEnv" -}}
+{{- $external := .root.Values.ledger.database.external -}}
+- name: {{ .name }}
+  valueFrom:
+    secretKeyRef:
+      {{- if $external.existingSecret }}
+      name: {{ $external.existingSecret }}
+      key: {{ $external.key }}
+      {{- else }}
+      name: {{ include "mlops.componentName" (dict "root" .root "component" "ledger-database") }}
+      key: url
+      {{- end }}
+{{- end }}
+
 {{- define "mlops.apiTokenSecret" -}}
 {{- default (include "mlops.componentName" (dict "root" . "component" "api-token")) .Values.apiToken.existingSecret }}
 {{- end }}
