@@ -5,6 +5,8 @@
 2. The predictor serves the trainer's model and lists its predicted rows at /v1/samples; the drift
    monitor's scraper parses that body, and the live rows encode exactly like the same rows offline.
 3. The names both sides use for the artifacts and the route are the same.
+4. The predictor writes the predictions ledger (its own migrations, predict, :feedback); the drift
+   monitor's read-only quality query works on that schema, on SQLite and on the real PostgreSQL.
 
 A tiny synthetic hotel table stands in for the real data; MLflow is a SQLite store in a temp folder.
 """
@@ -12,6 +14,7 @@ A tiny synthetic hotel table stands in for the real data; MLflow is a SQLite sto
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +30,7 @@ from mlflow import MlflowClient
 import drift_monitor.reference as monitor_reference
 import trainer.reference as trainer_reference
 from drift_monitor.encoding import encode
+from drift_monitor.quality import read_ledger
 from drift_monitor.reference import Reference, load_reference
 from drift_monitor.scrape import SAMPLES_PATH, Sample, _scrape_one
 from predictor.app import create_app
@@ -138,3 +142,52 @@ def test_live_rows_encode_like_the_same_rows_offline(reference: Reference, live_
     rows, samples = live_samples
     live = pd.DataFrame([s.features for s in samples])
     np.testing.assert_array_equal(encode(live, reference.spec), encode(rows, reference.spec))
+
+
+# ---------------------------------------------------------------- the predictions ledger
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.db'}"
+    return request.getfixturevalue("postgres_server").create_database()
+
+
+def test_drift_monitor_scores_the_ledger_the_predictor_writes(logged: Logged, ledger_url: str) -> None:
+    """4. The predictor migrates the ledger, writes its predictions and takes labels at :feedback; the
+    drift monitor's read-only query on that schema gives the errors of exactly those rows."""
+    rows, actual = logged.windows.X_test.head(8), np.asarray(logged.windows.y_test[:8], dtype=float)
+    started = time.time()
+    settings = PredictorSettings(
+        mlflow_tracking_uri=logged.tracking_uri, model_name=MODEL_NAME, ledger_database_url=ledger_url
+    )
+    with TestClient(create_app(settings)) as client:
+        wait_for(lambda: client.get("/readyz").status_code == 200, timeout=60, interval=0.1)
+        answer = client.post(
+            f"/v1/models/{MODEL_NAME}:predict",
+            json={"instances": to_records(rows)},
+            headers={"X-Request-Id": "contract-ledger"},
+        ).json()
+        labels = [
+            {"id": i, "actual": float(a)} for i, a in zip(answer["prediction_ids"], actual, strict=True)
+        ]
+        # The predictor writes the ledger off the request path: re-send (idempotent) until every label matches.
+        wait_for(
+            lambda: (
+                client.post(f"/v1/models/{MODEL_NAME}:feedback", json={"labels": labels}).json()["matched"]
+                == len(labels)
+            ),
+            timeout=30,
+            what="every label matched to its prediction in the ledger",
+        )
+
+    errors, last = read_ledger(ledger_url, MODEL_NAME, started - 1, time.time())
+
+    [version] = errors
+    error = np.array(answer["predictions"]) - actual
+    assert (version.model_version, version.ledger_rows, version.labelled_rows) == (logged.version, 8, 8)
+    assert version.mae == pytest.approx(np.mean(np.abs(error)), rel=1e-9)
+    assert version.rmse == pytest.approx(np.sqrt(np.mean(error**2)), rel=1e-9)
+    assert version.bias == pytest.approx(np.mean(error), rel=1e-9, abs=1e-9)
+    assert last is not None and last.source == "label" and started - 1 <= last.at.timestamp() <= time.time()

@@ -426,7 +426,7 @@ def test_model_doc_metrics_match_a_training_run(champion: TrainedModel) -> None:
 
 
 # ----------------------------------------------------------------------------------- metrics
-METRIC_NAME = re.compile(r'"((?:predictor|drift)_[a-z_]+)"')
+METRIC_NAME = re.compile(r'"((?:predictor|drift|model_quality)_[a-z_]+)"')
 METRIC_SOURCES = [
     REPO / "services/predictor/src/predictor/metrics.py",
     REPO / "services/drift-monitor/src/drift_monitor/metrics.py",
@@ -440,7 +440,7 @@ def test_metrics_tables_match_the_code() -> None:
     documented = {
         name.removesuffix("_total")  # prometheus_client appends _total to a counter's name
         for span in INLINE_CODE.findall(text)
-        for name in re.findall(r"\b(?:predictor|drift)_[a-z_]+\b", span)
+        for name in re.findall(r"\b(?:predictor|drift|model_quality)_[a-z_]+\b", span)
         if not name.endswith("_") and not name.startswith("drift_monitor")  # `drift_feature_*`, job names
     }
     assert sorted(defined - documented) == [], "metrics missing from docs/interfaces.md"

@@ -2,6 +2,9 @@
 real MLflow server the way the trainer registers one, and tiny real HTTP servers that answer like
 predictor pods (docs/interfaces.md, `GET /v1/samples`) or like the Kubernetes API listing EndpointSlices.
 
+The quality tests write a ledger with the predictor's own migrations and store (SQLite and the real
+PostgreSQL) and register model versions with and without a `reference_mae` in the real MLflow server.
+
 The unit tests do not need the trained champion: the reference is a sample of the rows the champion
 is fitted on, and each row's "prediction" is its real price (an oracle stand-in for the model, so
 seasonal prices give real prediction drift). The integration test uses the real trainer and predictor.
@@ -12,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
@@ -276,3 +280,101 @@ def fake_kube_api(
         return fake
 
     return start
+
+
+# ---------------------------------------------------------------- the predictions ledger (quality check)
+
+QUALITY_MODEL = "hotel-adr-quality-tests"  # its own registered model: versions with and without reference_mae
+
+
+def prediction(pid: str, *, version: str, at: float, value: float, model_name: str = QUALITY_MODEL) -> dict:
+    """A predictions row as the predictor writes it (id "<request id>:<row>", UTC time)."""
+    return {
+        "id": pid,
+        "request_id": pid.split(":")[0],
+        "model_name": model_name,
+        "model_version": version,
+        "predicted_at": datetime.fromtimestamp(at, UTC),
+        "features": {"lead_time": 1},
+        "prediction": value,
+    }
+
+
+@dataclass
+class LedgerRows:
+    """A ledger database migrated by the predictor's own code (predictor.ledger), filled through its own
+    store, and the rows written, kept as plain records for the pandas cross-check."""
+
+    url: str
+    predictions: list[dict] = field(default_factory=list)
+    labels: list[dict] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        from predictor.ledger.store import LedgerStore, create_ledger_engine, migrate
+
+        self.engine = create_ledger_engine(self.url)
+        migrate(self.engine)
+        self.store = LedgerStore(self.engine)
+
+    def predict(self, *rows: dict) -> None:
+        """Write predictions made with `prediction(...)`, in one batch as the predictor's writer does."""
+        self.store.insert_predictions(list(rows))
+        self.predictions.extend(rows)
+
+    def label(self, pid: str, actual: float, *, received_at: float) -> None:
+        from predictor.ledger.store import Label
+
+        self.store.store_labels([Label(pid, actual)], now=datetime.fromtimestamp(received_at, UTC))
+        self.labels = [lb for lb in self.labels if lb["id"] != pid]  # last write wins, as in the table
+        self.labels.append({"id": pid, "actual": actual, "received_at": received_at})
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def ledger_rows(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LedgerRows]:
+    """An empty, migrated ledger: an SQLite file, or a database of its own on the real PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    else:
+        server: stack.PostgresServer = request.getfixturevalue("postgres_server")
+        url = server.create_database()
+    ledger = LedgerRows(url)
+    yield ledger
+    ledger.close()
+
+
+@dataclass(frozen=True)
+class QualityModel:
+    tracking_uri: str
+    name: str
+    version: str
+    """Registered from a run that logged reference_mae = REFERENCE_MAE."""
+    version_without_metric: str
+    """Registered from a run without a reference_mae metric (an older trainer's)."""
+    reference_run_id: str
+
+
+REFERENCE_MAE = 20.0
+
+
+@pytest.fixture(scope="session")
+def quality_model(mlflow_server: stack.Process) -> QualityModel:
+    """Two versions in the real MLflow registry, as the trainer registers them (version → run → metrics)."""
+    client = MlflowClient(mlflow_server.url)
+    experiment_id = client.create_experiment("quality-tests")
+    client.create_registered_model(QUALITY_MODEL)
+    with_metric = client.create_run(experiment_id, run_name="with-reference-mae")
+    client.log_metric(with_metric.info.run_id, "reference_mae", REFERENCE_MAE)
+    client.log_metric(with_metric.info.run_id, "test_mae", 2 * REFERENCE_MAE)  # not the yardstick
+    client.set_terminated(with_metric.info.run_id)
+    without_metric = client.create_run(experiment_id, run_name="without-reference-mae")
+    client.set_terminated(without_metric.info.run_id)
+    versions = [
+        client.create_model_version(
+            QUALITY_MODEL, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id
+        ).version
+        for run in (with_metric, without_metric)
+    ]
+    return QualityModel(mlflow_server.url, QUALITY_MODEL, *versions, with_metric.info.run_id)

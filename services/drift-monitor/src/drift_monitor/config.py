@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from drift_monitor.ledger import normalise_url
+
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
@@ -64,15 +66,36 @@ class Settings(BaseSettings):
     monitoring_experiment: str | None = None
     """MLflow experiment in which every report is recorded as a run; unset means none is recorded."""
 
+    ledger_database_url: SecretStr | None = None
+    """SQLAlchemy URL of the predictor's predictions ledger (`postgresql://user:pw@host/db`, `postgres://`,
+    or `sqlite:///path.db`), read only; unset means no model quality check."""
+    label_delay_seconds: int = Field(0, ge=0)
+    """How long labels take to arrive: only predictions made at least this long ago are scored."""
+    quality_window_seconds: int = Field(604800, gt=0)
+    """Predictions made in the window (now − delay − window, now − delay] are scored (default 7 days)."""
+    quality_min_labelled_rows: int = Field(100, ge=1)
+    """Fewest labelled predictions of a version for ModelQualityDegraded to judge it (pushed as a series)."""
+    quality_max_mae_ratio: float = Field(1.25, gt=0)
+    """ModelQualityDegraded fires when the live MAE exceeds this times the training run's reference_mae (pushed)."""
+    labels_missing_after_seconds: int = Field(86400, gt=0)
+    """LabelsMissing fires when no label has arrived for this long while predictions flow (pushed)."""
+
     _log_level_upper = field_validator("log_level", mode="before")(_upper)
     _unset_when_empty = field_validator(
         "namespace",
         "predictor_api_token",
         "pushgateway_url",
         "monitoring_experiment",
+        "ledger_database_url",
         "log_format",
         mode="before",
     )(_empty_is_unset)
+
+    @field_validator("ledger_database_url")
+    @classmethod
+    def _supported_database(cls, value: SecretStr | None) -> SecretStr | None:
+        # The message never repeats the URL: it may hold a password.
+        return SecretStr(normalise_url(value.get_secret_value())) if value is not None else None
 
     @field_validator("targets", mode="before")
     @classmethod

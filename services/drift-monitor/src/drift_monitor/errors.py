@@ -23,3 +23,7 @@ class ReferenceNotFound(DriftMonitorError):
 
 class PushFailed(DriftMonitorError):
     """The Pushgateway rejected or did not answer the push."""
+
+
+class LedgerUnavailable(DriftMonitorError):
+    """The predictions ledger could not be read (unreachable, wrong credentials, no tables yet)."""

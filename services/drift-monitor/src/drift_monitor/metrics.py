@@ -1,4 +1,5 @@
-"""Every metric the drift monitor pushes, defined once (names and labels: docs/interfaces.md).
+"""Every metric the drift monitor pushes, defined once (names and labels: docs/interfaces.md): the drift
+check's under `job="drift-monitor"`, the quality check's under `job="model-quality"`.
 
 A run builds a fresh registry from its report; nothing is global, because a one-shot job pushes
 its state instead of being scraped.
@@ -10,7 +11,7 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from drift_monitor.report import RunReport
+from drift_monitor.report import QualityReport, RunReport
 
 VERSION = ("model_name", "model_version")
 FEATURE = (*VERSION, "feature")
@@ -110,6 +111,74 @@ def _set_run_status(
     g["drift_run_duration_seconds"].set(finished_at - started_at)
 
 
-def _gauges(registry: CollectorRegistry, names: Iterable[str]) -> dict[str, Gauge]:
+def _gauges(
+    registry: CollectorRegistry,
+    names: Iterable[str],
+    metrics: dict[str, tuple[str, tuple[str, ...]]] = METRICS,
+) -> dict[str, Gauge]:
     """Only the named gauges: an unlabelled gauge is exported (as 0) as soon as it exists."""
-    return {name: Gauge(name, METRICS[name][0], METRICS[name][1], registry=registry) for name in names}
+    return {name: Gauge(name, metrics[name][0], metrics[name][1], registry=registry) for name in names}
+
+
+# ---------------------------------------------------------------- the quality check (job="model-quality")
+QUALITY_METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "model_quality_labelled_rows": ("Matured predictions in the window that have a label.", VERSION),
+    "model_quality_ledger_rows": ("Matured predictions in the window, labelled or not.", VERSION),
+    "model_quality_mae": ("Mean absolute error of the labelled predictions.", VERSION),
+    "model_quality_rmse": ("Root mean squared error of the labelled predictions.", VERSION),
+    "model_quality_bias": ("Mean of prediction - actual (negative: predicts too low).", VERSION),
+    "model_quality_reference_mae": ("reference_mae (validation MAE) of the version's training run.", VERSION),
+    "model_quality_max_mae_ratio": ("DRIFT_MONITOR_QUALITY_MAX_MAE_RATIO (ModelQualityDegraded).", ()),
+    "model_quality_min_labelled_rows": (
+        "DRIFT_MONITOR_QUALITY_MIN_LABELLED_ROWS (ModelQualityDegraded).",
+        (),
+    ),
+    "model_quality_labels_missing_after_seconds": (
+        "DRIFT_MONITOR_LABELS_MISSING_AFTER_SECONDS (LabelsMissing).",
+        (),
+    ),
+    "model_quality_last_label_timestamp_seconds": (
+        "Newest label's arrival; without any label, the oldest prediction's time.",
+        (),
+    ),
+    "model_quality_last_success_timestamp_seconds": ("When the last successful quality check ended.", ()),
+    "model_quality_last_run_success": ("1 if the last quality check completed, 0 if it failed.", ()),
+}
+
+
+def quality_registry(report: QualityReport) -> CollectorRegistry:
+    """The full state of a completed quality check. Errors only for versions with a labelled row and the
+    reference only where the training run has one: an absent series, never a misleading 0."""
+    registry = CollectorRegistry()
+    last_label = "model_quality_last_label_timestamp_seconds"
+    names = [n for n in QUALITY_METRICS if n != last_label or report.last_label_at is not None]
+    g = _gauges(registry, names, QUALITY_METRICS)  # an empty ledger has no last label: absent, not 0
+    for v in report.versions:
+        labels = (v.model_name, v.model_version)
+        g["model_quality_labelled_rows"].labels(*labels).set(v.labelled_rows)
+        g["model_quality_ledger_rows"].labels(*labels).set(v.ledger_rows)
+        for name, value in (
+            ("model_quality_mae", v.mae),
+            ("model_quality_rmse", v.rmse),
+            ("model_quality_bias", v.bias),
+            ("model_quality_reference_mae", v.reference_mae),
+        ):
+            if value is not None:
+                g[name].labels(*labels).set(value)
+    # The rule file is static; the thresholds the alerts compare with travel as series.
+    g["model_quality_max_mae_ratio"].set(report.max_mae_ratio)
+    g["model_quality_min_labelled_rows"].set(report.min_labelled_rows)
+    g["model_quality_labels_missing_after_seconds"].set(report.labels_missing_after_seconds)
+    if report.last_label_at is not None:
+        g[last_label].set(report.last_label_at)
+    g["model_quality_last_success_timestamp_seconds"].set(report.finished_at)
+    g["model_quality_last_run_success"].set(1)
+    return registry
+
+
+def quality_failure_registry() -> CollectorRegistry:
+    """A failed quality check: only its status; the last check's numbers and last success stay."""
+    registry = CollectorRegistry()
+    status = "model_quality_last_run_success"
+    _gauges(registry, [status], QUALITY_METRICS)[status].set(0)
+    return registry

@@ -1,6 +1,8 @@
-"""What one run found: per served model version, the verdicts, p-values and effect sizes.
+"""What one run found: per served model version, the drift verdicts, p-values and effect sizes, and (with a
+ledger) each version's live errors against delayed labels.
 
-The same objects feed the Pushgateway metrics, the JSON report on stdout and the MLflow run.
+The same objects feed the Pushgateway metrics, the JSON report on stdout and the MLflow runs; the JSON's
+fields are these dataclasses' fields (an example: the service's README; `quality`: docs/interfaces.md).
 """
 
 from __future__ import annotations
@@ -61,6 +63,54 @@ class VersionReport:
 
 
 @dataclass(frozen=True)
+class VersionQuality:
+    """One model version's live quality: its matured predictions in the window joined with their labels."""
+
+    model_name: str
+    model_version: str
+    ledger_rows: int
+    """Matured predictions in the window, labelled or not."""
+    labelled_rows: int
+    mae: float | None
+    """None (and not pushed) without a labelled row; likewise rmse and bias."""
+    rmse: float | None
+    bias: float | None
+    """Mean of prediction − actual: negative means the model predicts too low."""
+    reference_mae: float | None
+    """`reference_mae` of the version's training run (its validation MAE); None when it has none (reference_missing says why)."""
+    reference_run_id: str | None
+    reference_missing: str | None
+    mae_ratio: float | None
+    """mae / reference_mae."""
+    enough_labels: bool
+    """labelled_rows >= DRIFT_MONITOR_QUALITY_MIN_LABELLED_ROWS."""
+    degraded: bool | None
+    """What ModelQualityDegraded decides from the pushed series: mae_ratio > max_mae_ratio with enough
+    labels; None when it cannot judge (not enough labels, no reference)."""
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    """The quality part of a run: the window scored, the settings the alerts compare with, per version."""
+
+    checked_at: float
+    """The run's start: the window ends label_delay_seconds before it."""
+    finished_at: float
+    window_start: float
+    window_end: float
+    window_seconds: int
+    label_delay_seconds: int
+    min_labelled_rows: int
+    max_mae_ratio: float
+    labels_missing_after_seconds: int
+    last_label_at: float | None
+    """Newest label's arrival; without any label, the oldest prediction's time; None for an empty ledger."""
+    last_label_source: str | None
+    """`label`, `prediction` (no label yet) or None."""
+    versions: list[VersionQuality]
+
+
+@dataclass(frozen=True)
 class RunReport:
     """Everything one run found: the single source of the JSON on stdout, the pushed metrics and the MLflow run."""
 
@@ -78,6 +128,8 @@ class RunReport:
     """Samples of other registered models than DRIFT_MONITOR_MODEL_NAME."""
     skip_reason: str | None = None
     """Why the run checked nothing (no ready predictor pod yet); None for a run that checked."""
+    quality: QualityReport | None = None
+    """The live quality check; None when DRIFT_MONITOR_LEDGER_DATABASE_URL is unset or the check failed."""
 
     @property
     def skipped(self) -> bool:

@@ -1,8 +1,13 @@
-"""Record each run's results in MLflow, so drift over time can be browsed next to the training runs.
+"""Record each run's results in MLflow, so drift and quality over time can be browsed next to the training runs.
 
 One MLflow run per evaluated model version and monitor run, in the monitoring experiment, tagged
 with the model version and its training run. Metric names are the same for every run (the
 feature name is part of the key), so the MLflow UI can chart a feature's p-value or PSI over time.
+
+The quality check records its own runs, `quality-v<version>-<time>` (tag `check`=`quality`; drift runs
+have `check`=`drift`), not extra metrics on the drift run: its versions come from a week of ledger rows
+rather than the last hour's samples (a version no longer served still has labels arriving), it runs
+when the drift part skips or fails, and its window and settings are other params.
 """
 
 from __future__ import annotations
@@ -14,16 +19,15 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
-from drift_monitor.report import RunReport, VersionReport
+from drift_monitor.report import QualityReport, RunReport, VersionQuality, VersionReport
 
 log = logging.getLogger(__name__)
 
 
 def record_report(client: MlflowClient, experiment_name: str, report: RunReport) -> list[str]:
     """Log every version of the report as a finished run; returns the run ids."""
-    experiment = client.get_experiment_by_name(experiment_name)
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(experiment_name)
-    started = datetime.fromtimestamp(report.started_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    experiment_id = _experiment_id(client, experiment_name)
+    started = _stamp(report.started_at)
     run_ids = []
     for version in report.versions:
         run = client.create_run(
@@ -35,6 +39,7 @@ def record_report(client: MlflowClient, experiment_name: str, report: RunReport)
                 "model_version": version.model_version,
                 "reference_run_id": version.reference_run_id,
                 "drift_detected": str(version.drift_detected).lower(),
+                "check": "drift",
             },
         )
         run_id = run.info.run_id
@@ -74,7 +79,66 @@ def _metrics(version: VersionReport) -> dict[str, float]:
 
 def _version_document(report: RunReport, version: VersionReport) -> dict[str, Any]:
     everything = report.to_dict()
+    everything.pop("quality")  # recorded in its own runs
     everything["versions"] = [
         v for v in everything["versions"] if v["model_version"] == version.model_version
     ]
     return everything
+
+
+def record_quality(client: MlflowClient, experiment_name: str, report: QualityReport) -> list[str]:
+    """Log every version of the quality check as a finished run; returns the run ids."""
+    experiment_id = _experiment_id(client, experiment_name)
+    run_ids = []
+    for version in report.versions:
+        run = client.create_run(
+            experiment_id,
+            start_time=int(report.checked_at * 1000),
+            run_name=f"quality-v{version.model_version}-{_stamp(report.checked_at)}",
+            tags={
+                "model_name": version.model_name,
+                "model_version": version.model_version,
+                "reference_run_id": version.reference_run_id or "",
+                "check": "quality",
+                "degraded": str(version.degraded).lower(),
+            },
+        )
+        run_id = run.info.run_id
+        step_ms = int(report.finished_at * 1000)
+        client.log_batch(
+            run_id,
+            metrics=[Metric(key, value, step_ms, 0) for key, value in _quality_metrics(version).items()],
+            params=[
+                Param("window_seconds", str(report.window_seconds)),
+                Param("label_delay_seconds", str(report.label_delay_seconds)),
+                Param("min_labelled_rows", str(report.min_labelled_rows)),
+                Param("max_mae_ratio", str(report.max_mae_ratio)),
+            ],
+            tags=[RunTag("mlflow.source.name", "drift-monitor")],
+        )
+        client.set_terminated(run_id, end_time=step_ms)
+        run_ids.append(run_id)
+    log.info("recorded the quality check in MLflow", extra={"experiment": experiment_name, "runs": run_ids})
+    return run_ids
+
+
+def _quality_metrics(version: VersionQuality) -> dict[str, float]:
+    values = {
+        "labelled_rows": version.labelled_rows,
+        "ledger_rows": version.ledger_rows,
+        "mae": version.mae,
+        "rmse": version.rmse,
+        "bias": version.bias,
+        "reference_mae": version.reference_mae,
+        "mae_ratio": version.mae_ratio,
+    }
+    return {key: float(value) for key, value in values.items() if value is not None}
+
+
+def _experiment_id(client: MlflowClient, name: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    return experiment.experiment_id if experiment else client.create_experiment(name)
+
+
+def _stamp(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
