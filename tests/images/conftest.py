@@ -1,7 +1,9 @@
 """Session fixtures for the image tests: build the four images once, then run the whole loop on them.
 
 The MLflow server the trainer, predictor and drift monitor talk to is the `mlops-mlflow` image
-itself, so its trimmed dependency set is exercised by real registry and artifact traffic.
+itself, so its trimmed dependency set is exercised by real registry and artifact traffic. The
+ledger's PostgreSQL image (`mlops-postgres`) is built on its own (`postgres_image`): the loop does
+not need it, and `pytest tests/images -k postgres` builds only it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ CONTEXTS = {
     "mlops-drift-monitor": REPO / "services" / "drift-monitor",
     "mlops-mlflow": REPO / "k8s" / "mlflow",
 }
+POSTGRES_IMAGE = "mlops-postgres"
+POSTGRES_CONTEXT = REPO / "k8s" / "postgres"
 MODEL_NAME = "hotel-adr"
 SUMMARY: list[str] = []
 """Lines for the end of the run (pytest_terminal_summary): sizes and build times."""
@@ -74,38 +78,58 @@ def containers() -> Iterator[pm.Containers]:
     tracked.remove_all()
 
 
-@pytest.fixture(scope="session")
-def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, BuiltImage]:
-    """`podman build` of every image from a clean copy of its context, as `make images` tags them."""
+def _base_size() -> int:
     pm.podman_binary()
     base_size = pm.image_size(pm.BASE_IMAGE) if _exists(pm.BASE_IMAGE) else 0
     assert base_size, f"{pm.BASE_IMAGE} is not available: {pm.ENGINE_SETUP_HINT}"
-    revision = git_revision()
+    return base_size
 
+
+def build_image(name: str, context: Path, base_size: int) -> BuiltImage:
+    """`podman build` of one image from a clean copy of its context, tagged as `make images` does."""
+    tag = f"{name}:{VERSION}"
+    started = time.monotonic()
+    pm.podman(
+        "build", "--quiet", f"--tag={tag}",
+        f"--build-arg=VERSION={VERSION}", f"--build-arg=REVISION={git_revision()}",
+        str(context), timeout=1500,
+    )  # fmt: skip
+    return BuiltImage(name, tag, time.monotonic() - started, pm.image_size(tag), base_size)
+
+
+def _summarise(image: BuiltImage) -> None:
+    SUMMARY.append(
+        f"{image.tag}: built in {image.seconds:.0f}s, {image.size / 1e6:.0f} MB, "
+        f"{image.above_base / 1e6:.0f} MB above the base"
+    )
+
+
+@pytest.fixture(scope="session")
+def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, BuiltImage]:
+    """`podman build` of every image of the loop from a clean copy of its context."""
+    base_size = _base_size()
     contexts = {name: clean_context(src, tmp_path_factory.mktemp(name)) for name, src in CONTEXTS.items()}
-
-    def build(name: str) -> BuiltImage:
-        tag = f"{name}:{VERSION}"
-        started = time.monotonic()
-        pm.podman(
-            "build", "--quiet", f"--tag={tag}",
-            f"--build-arg=VERSION={VERSION}", f"--build-arg=REVISION={revision}",
-            str(contexts[name]), timeout=1500,
-        )  # fmt: skip
-        return BuiltImage(name, tag, time.monotonic() - started, pm.image_size(tag), base_size)
 
     # In parallel: the builds mostly wait for the package index; layers are shared through the cache.
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=len(CONTEXTS)) as pool:
-        built = dict(zip(CONTEXTS, pool.map(build, CONTEXTS), strict=True))
+        built = dict(
+            zip(CONTEXTS, pool.map(lambda n: build_image(n, contexts[n], base_size), CONTEXTS), strict=True)
+        )
     SUMMARY.append(f"built {len(built)} images in {time.monotonic() - started:.0f}s (in parallel)")
     SUMMARY.append(f"stand-in base {pm.BASE_IMAGE}: {base_size / 1e6:.0f} MB (the real one is ~130 MB)")
     for image in built.values():
-        SUMMARY.append(
-            f"{image.tag}: built in {image.seconds:.0f}s, {image.size / 1e6:.0f} MB, "
-            f"{image.above_base / 1e6:.0f} MB above the base"
-        )
+        _summarise(image)
     return built
+
+
+@pytest.fixture(scope="session")
+def postgres_image(tmp_path_factory: pytest.TempPathFactory) -> BuiltImage:
+    """The ledger's PostgreSQL image (k8s/postgres), built from a clean copy of its context."""
+    context = clean_context(POSTGRES_CONTEXT, tmp_path_factory.mktemp(POSTGRES_IMAGE))
+    image = build_image(POSTGRES_IMAGE, context, _base_size())
+    _summarise(image)
+    return image
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
