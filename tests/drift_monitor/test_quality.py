@@ -104,7 +104,7 @@ def test_the_numbers_are_pandas_on_the_same_joined_rows(ledger_rows: LedgerRows)
         assert e.rmse == pytest.approx(row["rmse"], rel=1e-9)
         assert e.bias == pytest.approx(row["bias"], rel=1e-9, abs=1e-9)
     # The versions differ the way the data was made: version 2 predicts ~15 too low.
-    assert got["2"].bias == pytest.approx(-15, abs=3) and abs(got["1"].bias or 0) < 3  # type: ignore[operator]
+    assert got["2"].bias == pytest.approx(-15, abs=3) and abs(got["1"].bias or 0) < 3
 
 
 def test_the_window_is_open_at_its_start_and_closed_at_its_end(ledger_rows: LedgerRows) -> None:
@@ -184,7 +184,7 @@ def settings(url: str, tracking_uri: str, **overrides: object) -> Settings:
         "mlflow_wait_seconds": 1,
         **overrides,
     }
-    return Settings(**values)  # type: ignore[arg-type]
+    return Settings(**values)
 
 
 def test_check_quality_applies_the_label_delay_and_the_versions_yardstick(
@@ -318,3 +318,13 @@ def test_unsupported_urls_are_refused_without_repeating_them(given: str, problem
     with pytest.raises(ValueError, match=problem) as raised:
         ledger.normalise_url(given)
     assert "secret" not in str(raised.value)
+
+
+def test_an_empty_ledger_url_is_no_quality_check() -> None:
+    """The chart renders an unset value as an empty string."""
+    assert Settings(MLFLOW_TRACKING_URI="http://x", ledger_database_url="").ledger_database_url is None
+    url = Settings(
+        MLFLOW_TRACKING_URI="http://x", ledger_database_url="postgres://u:pw@db/l"
+    ).ledger_database_url
+    assert url is not None and url.get_secret_value() == "postgresql+psycopg://u:pw@db/l"
+    assert "pw" not in repr(url)
