@@ -45,7 +45,7 @@ T = TypeVar("T")
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="drift-monitor",
-        description="Test the predictors' recent samples for drift against the model's training reference, once.",
+        description="Test the predictors' recent samples for drift against the model's training reference, and with a ledger score the live predictions against their labels, once.",
     )
     parser.add_argument(
         "--targets",
