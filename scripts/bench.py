@@ -14,6 +14,8 @@ at concurrency 16 and batch 100 at concurrency 8. Printed: the same latency tabl
 down/up and up/none, and the ledger's own counters from /metrics per run (sampled, written, dropped by
 reason), read once the write queue has drained, so the share of sampled rows that reached the database
 is exact; after the "down" run the database is started again and the backlog's catch-up is shown too.
+`--rounds N` runs none/up/down in turn N times per case and prints medians: on a shared machine a
+change in the other load then hits the three alike.
 
 Numbers depend on the machine and on what else runs on it.
 """
@@ -165,6 +167,39 @@ class LedgerCounters:
             self.queued,
         )
 
+    def plus(self, other: LedgerCounters) -> LedgerCounters:
+        reasons = self.dropped.keys() | other.dropped.keys()
+        return LedgerCounters(
+            self.sampled + other.sampled,
+            self.written + other.written,
+            {reason: self.dropped.get(reason, 0) + other.dropped.get(reason, 0) for reason in reasons},
+            self.queued + other.queued,
+        )
+
+
+def median_result(runs: list[Result]) -> Result:
+    """Each figure's median over rounds (errors: their sum)."""
+    return Result(
+        statistics.median(r.requests_per_second for r in runs),
+        statistics.median(r.rows_per_second for r in runs),
+        statistics.median(r.p50_ms for r in runs),
+        statistics.median(r.p99_ms for r in runs),
+        sum(r.errors for r in runs),
+    )
+
+
+def wait_idle(base_url: str) -> None:
+    """Until the requests wrk left in flight are answered (the scrape counts itself)."""
+
+    def idle() -> bool:
+        for family in text_string_to_metric_families(httpx.get(f"{base_url}/metrics", timeout=10).text):
+            for sample in family.samples:
+                if sample.name == "predictor_http_requests_in_flight":
+                    return sample.value <= 1
+        return False
+
+    stack.wait_for(idle, timeout=60, what="the predictor to answer its last requests")
+
 
 def ledger_counters(base_url: str) -> LedgerCounters:
     text = httpx.get(f"{base_url}/metrics", timeout=10).text
@@ -250,7 +285,9 @@ def bench_peer(local: stack.LocalStack, state_dir: Path, tracking_uri: str, load
     print_table(results, one_row_ms, per_row_ms, load.duration)
 
 
-def bench_ledger(local: stack.LocalStack, state_dir: Path, tracking_uri: str, load: Load) -> None:
+def bench_ledger(
+    local: stack.LocalStack, state_dir: Path, tracking_uri: str, load: Load, rounds: int = 1
+) -> None:
     database = stack.start_postgres(state_dir)
     try:
         plain = local.add(stack.start_predictor(state_dir, tracking_uri, name="bench-predictor-no-ledger"))
@@ -264,25 +301,37 @@ def bench_ledger(local: stack.LocalStack, state_dir: Path, tracking_uri: str, lo
         )
         results: dict[tuple[int, int, str], Result] = {}
         counters: dict[tuple[int, int, str], LedgerCounters] = {}
+        zero = LedgerCounters(0, 0, {}, 0)
         for rows, connections in LEDGER_CASES:
-            for state in LEDGER_STATES:
-                server = plain if state == "none" else ledgered
-                if state == "down":
-                    database.stop()
-                print(f"batch {rows}, concurrency {connections}: ledger {state} ...", flush=True)
-                before = wait_drained(server.url) if state == "up" else ledger_counters(server.url)
-                results[rows, connections, state] = load.run(
-                    f"{server.url}/v1/models/{MODEL}:predict", rows, connections
-                )
-                if state == "up":
-                    counters[rows, connections, state] = wait_drained(server.url).minus(before)
-                elif state == "down":
-                    counters[rows, connections, state] = ledger_counters(server.url).minus(before)
-                    database.start()  # the backlog the queue held is written now
-                    counters[rows, connections, "back"] = wait_drained(server.url).minus(before)
+            # Rounds of none/up/down in turn: a change in the machine's other load hits all three alike.
+            runs: dict[str, list[Result]] = {state: [] for state in LEDGER_STATES}
+            for round_ in range(1, rounds + 1):
+                for state in LEDGER_STATES:
+                    server = plain if state == "none" else ledgered
+                    if state == "down":
+                        database.stop()
+                    print(
+                        f"batch {rows}, concurrency {connections}: ledger {state} (round {round_}/{rounds}) ...",
+                        flush=True,
+                    )
+                    before = wait_drained(server.url) if state == "up" else ledger_counters(server.url)
+                    runs[state].append(load.run(f"{server.url}/v1/models/{MODEL}:predict", rows, connections))
+                    wait_idle(server.url)
+                    key = (rows, connections, state)
+                    if state == "up":
+                        counters[key] = counters.get(key, zero).plus(wait_drained(server.url).minus(before))
+                    elif state == "down":
+                        counters[key] = counters.get(key, zero).plus(
+                            ledger_counters(server.url).minus(before)
+                        )
+                        database.start()  # the backlog the queue held is written now
+                        back = (rows, connections, "back")
+                        counters[back] = counters.get(back, zero).plus(wait_drained(server.url).minus(before))
+            for state, measured in runs.items():
+                results[rows, connections, state] = median_result(measured)
         in_database = count_predictions(database.url)
         total = ledger_counters(ledgered.url)
-        print_ledger_tables(results, counters, load.duration)
+        print_ledger_tables(results, counters, load.duration, rounds)
         print(
             f"\nrows in the predictions table at the end: {in_database}"
             f" (predictor_ledger_written_rows_total {total.written:.0f}, sampled {total.sampled:.0f})"
@@ -308,6 +357,12 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10, help="seconds per case and server (default 10)")
     parser.add_argument("--warmup", type=float, default=2, help="seconds of unmeasured load before each case")
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="ledger part: rounds of none/up/down per case, medians printed (default 1)",
+    )
+    parser.add_argument(
         "--only",
         choices=("peer", "ledger"),
         help="run one part: `peer` (ours vs mlflow models serve) or `ledger` (database up vs down); default both",
@@ -325,7 +380,7 @@ def main() -> None:
         if args.only in (None, "peer"):
             bench_peer(local, state_dir, tracking_uri, load)
         if args.only in (None, "ledger"):
-            bench_ledger(local, state_dir, tracking_uri, load)
+            bench_ledger(local, state_dir, tracking_uri, load, args.rounds)
 
 
 def print_table(
@@ -358,11 +413,13 @@ def print_ledger_tables(
     results: dict[tuple[int, int, str], Result],
     counters: dict[tuple[int, int, str], LedgerCounters],
     seconds: float,
+    rounds: int,
 ) -> None:
     header = f"{'case':<24}{'ledger':<8}{'req/s':>9}{'rows/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+    medians = f", median of {rounds} rounds" if rounds > 1 else ""
     print(
-        f"\nledger: predict with the ledger database up vs down; wrk, {seconds:g} s per case, one worker process,"
-        " PostgreSQL on 127.0.0.1\n"
+        f"\nledger: predict with the ledger database up vs down; wrk, {seconds:g} s per case{medians},"
+        " one worker process, PostgreSQL on 127.0.0.1\n"
     )
     print(header)
     print("-" * len(header))
@@ -386,7 +443,12 @@ def print_ledger_tables(
         f"{'case':<24}{'database':<16}{'sampled':>9}{'written':>9}{'queue_full':>11}{'write_failed':>13}"
         f"{'shutdown':>9}{'queued':>8}{'written %':>10}"
     )
-    print("\nledger rows per run (predictor_ledger_* deltas from /metrics; warm-up included)\n")
+    print(
+        "\nledger rows (predictor_ledger_* deltas from /metrics, warm-up included"
+        + (f", summed over {rounds} rounds" if rounds > 1 else "")
+        + "; up: once the queue drained; down: when wrk ended; restarted: the same rows once the"
+        " database is back and the queue drained)\n"
+    )
     print(header)
     print("-" * len(header))
     labels = {"up": "up (drained)", "down": "down (at end)", "back": "restarted"}
