@@ -60,6 +60,7 @@ def labelled_phase(loop: stack.Loop, mode: str) -> tuple[label_feed.LabelledTraf
         loop.predictor_urls, mode, rows=ROWS, prefix=f"{mode}-{uuid.uuid4().hex[:8]}", seed=11
     )
     assert sent.failures == [] and len(sent.ids) == ROWS
+    last_sent = time.time()
 
     def written() -> bool:
         now = ledger_counts(loop)
@@ -71,8 +72,9 @@ def labelled_phase(loop: stack.Loop, mode: str) -> tuple[label_feed.LabelledTraf
     after = ledger_counts(loop)
     dropped = sum(v - before.get(k, 0) for k, v in after.items() if k.startswith("predictor_ledger_dropped"))
     assert dropped == 0
-    # Labels arrive later than predictions; the monitor counts only predictions older than the delay.
-    stack.wait_for(lambda: time.time() - started > LABEL_DELAY_SECONDS, what="the label delay")
+    # Labels arrive later than predictions; the monitor counts only predictions older than the delay,
+    # so every row of the phase has matured once the delay has passed since the last one was sent.
+    stack.wait_for(lambda: time.time() - last_sent > LABEL_DELAY_SECONDS, what="the label delay")
     totals = label_feed.post_labels(loop.predictor_urls[0], sent.labels())
     assert totals["stored"] == ROWS and totals["matched"] == ROWS and totals["unmatched"] == 0
     return sent, started

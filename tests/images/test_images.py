@@ -42,11 +42,13 @@ SERVICES = ("mlops-trainer", "mlops-predictor", "mlops-drift-monitor")
 # above the base compares with the real one. The MLflow server image has its own budget, and so has
 # the predictor since issue 16: the predictions ledger's database stack (SQLAlchemy 23 MB, psycopg's
 # binary wheel with its libpq 13 MB, fastparquet with cramjam 14 MB for `labels import`, Alembic 3 MB)
-# took it from 355 to 407 MB above the base (~540 MB on the real one); docs/images.md.
+# took it from 355 to 407 MB above the base (~540 MB on the real one); the drift monitor, which reads
+# the ledger, gained SQLAlchemy and psycopg (36 MB) to 400 MB; docs/images.md.
 REAL_TOTAL_MB = 500
 REAL_BASE_MB = 130
 ABOVE_BASE_BUDGET_MB = dict.fromkeys(SERVICES, REAL_TOTAL_MB - REAL_BASE_MB) | {
     "mlops-predictor": 420,
+    "mlops-drift-monitor": 420,
     "mlops-mlflow": 320,
 }
 GRACE_SECONDS = 10
