@@ -186,7 +186,7 @@ class ResourcePeaks:
 
     @staticmethod
     def _component(pod: str) -> str:
-        for component in ("mlflow", "predictor", "prometheus", "pushgateway", "alertmanager", "trainer",
+        for component in ("ledger-database", "mlflow", "predictor", "prometheus", "pushgateway", "alertmanager", "trainer",
                           "drift", "retrain", "load", "probe", "test"):  # fmt: skip
             if component in pod:
                 return component
