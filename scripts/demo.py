@@ -22,6 +22,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import httpx
+
 from scripts import labels as label_feed
 from scripts import local_stack as stack
 from scripts.load.run import Load, run_load
@@ -112,6 +114,24 @@ def quality_table(quality: dict) -> str:
         "labelled rows; bias = mean of prediction − actual)"
     )
     return "\n".join(lines)
+
+
+def ledger_share(loop: stack.Loop) -> str:
+    """How many of the sampled predictions (locust's included) reached the ledger, from the predictors' metrics."""
+    totals: dict[str, float] = {}
+    for url in loop.predictor_urls:
+        for line in httpx.get(f"{url}/metrics", timeout=5).text.splitlines():
+            if line.startswith(("predictor_ledger_sampled_rows_total", "predictor_ledger_written_rows_total",
+                                "predictor_ledger_dropped_rows_total", "predictor_ledger_queue_rows")):  # fmt: skip
+                name = line.split("{")[0].split(" ")[0]
+                totals[name] = totals.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    sampled = totals.get("predictor_ledger_sampled_rows_total", 0.0)
+    written = totals.get("predictor_ledger_written_rows_total", 0.0)
+    return (
+        f"ledger: {written:.0f} of {sampled:.0f} sampled predictions written ({100 * written / max(sampled, 1):.2f}%), "
+        f"{totals.get('predictor_ledger_queue_rows', 0):.0f} still queued, "
+        f"{totals.get('predictor_ledger_dropped_rows_total', 0):.0f} dropped"
+    )
 
 
 def labels_and_check(loop: stack.Loop, mode: str) -> dict:
@@ -219,6 +239,7 @@ def run() -> None:
 
         labels_and_check(loop, "normal")
         labels_and_check(loop, "drift")
+        say(ledger_share(loop))
         if monitoring:
             with stage("waiting for ModelQualityDegraded (Prometheus rule, then Alertmanager)"):
                 fired, routed = stack.wait_for_alert(loop, "ModelQualityDegraded", timeout=240)
