@@ -6,10 +6,11 @@ so a label is accepted or rejected the same way on both paths.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from predictor.errors import BatchTooLarge, InvalidInput
 from predictor.ledger.store import Label, LabelOutcome
@@ -23,10 +24,22 @@ class LabelIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(min_length=1, max_length=200, description="a prediction id from a predict response")
-    actual: float = Field(allow_inf_nan=False, description="the true value, in the unit of the prediction")
+    # Strict: a JSON number only (not "12.5", not true), as the schema says; the file import converts
+    # its text cells first (labels_import.py).
+    actual: float = Field(
+        strict=True, allow_inf_nan=False, description="the true value, in the unit of the prediction"
+    )
     time: AwareDatetime | None = Field(
         None, description="when the true value was observed (RFC 3339 with a time zone); optional"
     )
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _rfc3339_text(cls, value: object) -> object:
+        """A string (or a datetime, from a Parquet file); pydantic would also read a number as Unix time."""
+        if value is None or isinstance(value, str | datetime):
+            return value
+        raise ValueError("expected an RFC 3339 date-time string with a time zone")
 
     def to_label(self) -> Label:
         return Label(self.id, self.actual, self.time)

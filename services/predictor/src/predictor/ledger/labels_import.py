@@ -86,6 +86,7 @@ def import_labels(frame: pd.DataFrame, store: LedgerStore) -> ImportSummary:
     columns = [c for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS) if c in frame.columns]
     for number, values in enumerate(frame[columns].itertuples(index=False, name=None), start=1):
         record = {column: _cell(value) for column, value in zip(columns, values, strict=True)}
+        record["actual"] = _number(record["actual"])
         try:
             valid.append(LabelIn.model_validate(record).to_label())
         except ValidationError as exc:
@@ -100,6 +101,16 @@ def import_labels(frame: pd.DataFrame, store: LedgerStore) -> ImportSummary:
     for start in range(0, len(unique), CHUNK_ROWS):
         summary.outcome.add(store.store_labels(unique[start : start + CHUNK_ROWS]))
     return summary
+
+
+def _number(value: Any) -> Any:
+    """A CSV cell's text as a number when it is one; anything else stays as read and is rejected with a reason."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _cell(value: Any) -> Any:
