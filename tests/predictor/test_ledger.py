@@ -176,6 +176,9 @@ def test_a_label_before_its_prediction_is_kept_and_joins_later(
         ({"labels": [{"id": "a:0", "actual": "12.5"}]}, "labels.0.actual"),  # a number, not its text
         ({"labels": [{"id": "a:0", "actual": True}]}, "labels.0.actual"),
         ({"labels": [{"id": "a:0", "actual": 1, "time": 0}]}, "labels.0.time"),  # not read as Unix time
+        ({"labels": [{"id": "a:0", "actual": 1, "time": "0001-01-01T00:00:00+01:00"}]}, "labels.0.time"),
+        ({"labels": [{"id": "a:0", "actual": 1e200}]}, "labels.0.actual"),
+        ({"labels": [{"id": "a\u0000b:0", "actual": 1}]}, "labels.0.id"),
         ({"labels": [{"id": "a:0", "actual": 1, "time": "2026-12-06T10:00:00"}]}, "labels.0.time"),
         ({"labels": [{"id": "", "actual": 1}]}, "labels.0.id"),
         ({"labels": [{"id": "a:0", "actual": 1, "price": 3}]}, "labels.0.price"),

@@ -44,7 +44,7 @@ def normalise_url(url: str) -> str:
         url = "postgresql://" + url.removeprefix("postgres://")
     try:
         parsed = make_url(url)
-    except sa.exc.ArgumentError:
+    except (sa.exc.ArgumentError, ValueError):  # the parser's message may quote part of the password
         raise ValueError(
             "not a database URL (postgresql://user:password@host/db or sqlite:///path.db)"
         ) from None
@@ -52,8 +52,10 @@ def normalise_url(url: str) -> str:
         raise ValueError(
             f"unsupported database {parsed.get_backend_name()!r}: use postgresql:// or sqlite:///"
         )
-    if parsed.drivername == "postgresql":
+    if parsed.get_backend_name() == "postgresql":  # whatever driver was named, the image ships psycopg 3
         parsed = parsed.set(drivername="postgresql+psycopg")
+    elif parsed.drivername not in ("sqlite", "sqlite+pysqlite"):
+        raise ValueError(f"unsupported SQLite driver {parsed.drivername!r}: use sqlite:///path.db")
     if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
         raise ValueError("an SQLite ledger needs a file: sqlite:///path.db")
     return parsed.render_as_string(hide_password=False)

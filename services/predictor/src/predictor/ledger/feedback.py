@@ -6,7 +6,7 @@ so a label is accepted or rejected the same way on both paths.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -23,11 +23,18 @@ class LabelIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(min_length=1, max_length=200, description="a prediction id from a predict response")
+    id: str = Field(
+        pattern=r"^[A-Za-z0-9._:\-]{1,200}$",  # request ids' alphabet (middleware.py) plus ":<row>"
+        description="a prediction id from a predict response",
+    )
     # Strict: a JSON number only (not "12.5", not true), as the schema says; the file import converts
     # its text cells first (labels_import.py).
     actual: float = Field(
-        strict=True, allow_inf_nan=False, description="the true value, in the unit of the prediction"
+        strict=True,
+        allow_inf_nan=False,
+        ge=-1e12,  # bounded: one absurd value must not overflow the monitor's squared errors
+        le=1e12,
+        description="the true value, in the unit of the prediction",
     )
     time: AwareDatetime | None = Field(
         None, description="when the true value was observed (RFC 3339 with a time zone); optional"
@@ -40,6 +47,15 @@ class LabelIn(BaseModel):
         if value is None or isinstance(value, str | datetime):
             return value
         raise ValueError("expected an RFC 3339 date-time string with a time zone")
+
+    @field_validator("time")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        """Stored in UTC; a time the conversion overflows (year 1 with a positive offset) is refused."""
+        try:
+            return None if value is None else value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("the time is out of range once converted to UTC") from None
 
     def to_label(self) -> Label:
         return Label(self.id, self.actual, self.time)

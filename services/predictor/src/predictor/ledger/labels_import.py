@@ -115,7 +115,7 @@ def _number(value: Any) -> Any:
 
 def _cell(value: Any) -> Any:
     """Empty CSV cells and missing Parquet values are absent, not the string "" or NaN."""
-    if value is None or (isinstance(value, str) and value == ""):
+    if value is None or value is pd.NaT or (isinstance(value, str) and value == ""):
         return None
     if isinstance(value, pd.Timestamp):
         return value.to_pydatetime()

@@ -26,6 +26,7 @@ from predictor.ledger.tables import labels, predictions
 log = logging.getLogger(__name__)
 
 SUPPORTED_DRIVERS = ("postgresql", "sqlite")
+PURGE_TIMEOUT_MS = 300_000
 CHUNK = 500  # ids per IN (...) list: well under SQLite's bound-parameter limit
 _MIGRATION_LOCK = 716_000_016  # pg_advisory_xact_lock key: pods starting together migrate one at a time
 
@@ -39,14 +40,18 @@ def normalise_url(url: str) -> str:
         url = "postgresql://" + url.removeprefix("postgres://")
     try:
         parsed = make_url(url)
-    except sa.exc.ArgumentError as exc:
-        raise ValueError(f"not a database URL: {exc}") from None
+    except (sa.exc.ArgumentError, ValueError):  # the parser's message may quote part of the password
+        raise ValueError(
+            "not a database URL (postgresql://user:password@host/db or sqlite:///path.db)"
+        ) from None
     if parsed.get_backend_name() not in SUPPORTED_DRIVERS:
         raise ValueError(
             f"unsupported database {parsed.get_backend_name()!r}: use postgresql:// or sqlite:///"
         )
-    if parsed.drivername == "postgresql":
+    if parsed.get_backend_name() == "postgresql":  # whatever driver was named, the image ships psycopg 3
         parsed = parsed.set(drivername="postgresql+psycopg")
+    elif parsed.drivername not in ("sqlite", "sqlite+pysqlite"):
+        raise ValueError(f"unsupported SQLite driver {parsed.drivername!r}: use sqlite:///path.db")
     return parsed.render_as_string(hide_password=False)
 
 
@@ -70,6 +75,12 @@ def create_ledger_engine(url: str, *, timeout_seconds: float = 5) -> Engine:
             "connect_timeout": max(1, int(timeout_seconds)),
             "options": f"-c statement_timeout={int(timeout_seconds * 1000)}",
             "application_name": "mlops-predictor",
+            # A database host that vanished without a reset: give up in seconds, not the kernel's 15 minutes.
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+            "tcp_user_timeout": int(timeout_seconds * 1000),
         },
     )
 
@@ -174,6 +185,8 @@ class LedgerStore:
         """Delete predictions and labels older than `retention`, then the oldest predictions past `max_rows`."""
         cutoff = (_utc(now) or datetime.now(UTC)) - retention
         with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":  # a large first purge may outlast the 5 s default
+                connection.execute(sa.text(f"SET LOCAL statement_timeout = {PURGE_TIMEOUT_MS}"))
             deleted = connection.execute(
                 sa.delete(predictions).where(predictions.c.predicted_at < cutoff)
             ).rowcount

@@ -104,7 +104,7 @@ class LedgerWriter:
         next_purge = self._clock()
         while not (self._stopping.is_set() and not self._queue):
             if self._clock() >= next_purge:
-                self._retry(self._purge, "could not purge the ledger; retrying")
+                self._purge()  # once per interval, never retried in a loop: writes must go on
                 next_purge = self._clock() + PURGE_INTERVAL_SECONDS
             batch = self._peek()
             if batch:
@@ -121,7 +121,12 @@ class LedgerWriter:
         log.info("ledger database ready", extra={"database": self.store.engine.url.render_as_string()})
 
     def _purge(self) -> None:
-        deleted = self.store.purge(retention=self.retention, max_rows=self.max_rows)
+        try:
+            deleted = self.store.purge(retention=self.retention, max_rows=self.max_rows)
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("could not purge the ledger; next try in %.0f s", PURGE_INTERVAL_SECONDS,
+                        extra={"error": str(getattr(exc, "orig", exc))})  # fmt: skip
+            return
         if deleted:
             log.info("purged the ledger", extra={"rows": deleted})
 
