@@ -22,8 +22,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import httpx
-
 from scripts import labels as label_feed
 from scripts import local_stack as stack
 from scripts.load.run import Load, run_load
@@ -118,13 +116,7 @@ def quality_table(quality: dict) -> str:
 
 def ledger_share(loop: stack.Loop) -> str:
     """How many of the sampled predictions (locust's included) reached the ledger, from the predictors' metrics."""
-    totals: dict[str, float] = {}
-    for url in loop.predictor_urls:
-        for line in httpx.get(f"{url}/metrics", timeout=5).text.splitlines():
-            if line.startswith(("predictor_ledger_sampled_rows_total", "predictor_ledger_written_rows_total",
-                                "predictor_ledger_dropped_rows_total", "predictor_ledger_queue_rows")):  # fmt: skip
-                name = line.split("{")[0].split(" ")[0]
-                totals[name] = totals.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    totals = label_feed.ledger_counts(loop.predictor_urls)
     sampled = totals.get("predictor_ledger_sampled_rows_total", 0.0)
     written = totals.get("predictor_ledger_written_rows_total", 0.0)
     return (

@@ -61,6 +61,17 @@ def send(
     return sent
 
 
+def ledger_counts(urls: list[str]) -> dict[str, float]:
+    """The predictors' `predictor_ledger_*` series from their /metrics, summed over pods and labels."""
+    totals: dict[str, float] = {}
+    for url in urls:
+        for line in httpx.get(f"{url}/metrics", timeout=5).text.splitlines():
+            if line.startswith("predictor_ledger_"):
+                name = line.split("{")[0].split(" ")[0]
+                totals[name] = totals.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return totals
+
+
 def post_labels(
     url: str, labels: list[dict], *, chunk: int = 1000, token: str | None = None
 ) -> dict[str, int]:

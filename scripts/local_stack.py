@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 
@@ -68,6 +69,7 @@ class Process:
     url: str
     popen: subprocess.Popen
     log_path: Path
+    stop_signal: ClassVar[signal.Signals] = signal.SIGTERM
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -79,9 +81,9 @@ class Process:
         return self.popen.poll() is None
 
     def stop(self, timeout: float = 15) -> int:
-        """SIGTERM, wait, then SIGKILL: the same sequence the kubelet uses."""
+        """`stop_signal` (SIGTERM), wait, then SIGKILL: the same sequence the kubelet uses."""
         if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
+            self.popen.send_signal(self.stop_signal)
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -231,6 +233,9 @@ class PostgresServer(Process):
     `postgres` system user, who cannot enter pytest's private (0700) temp folders.
     """
 
+    # Fast shutdown (open sessions are disconnected, data is checkpointed). SIGTERM would be a 'smart'
+    # shutdown that waits for every client, e.g. an idle connection pool.
+    stop_signal: ClassVar[signal.Signals] = signal.SIGINT
     bin_dir: Path = Path()
     home: Path = Path()
     """Data (home/data) and the server's unix socket; removed by `remove()`."""
@@ -261,18 +266,6 @@ class PostgresServer(Process):
             raise StackError(f"{self.name} exited with {self.popen.returncode}:\n{self.log_tail()}")
         probe = [str(self.bin_dir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)]
         return subprocess.run(probe, stdin=subprocess.DEVNULL, check=False).returncode == 0
-
-    def stop(self, timeout: float = 15) -> int:
-        """Fast shutdown (SIGINT: open sessions are disconnected, data is checkpointed); SIGKILL after `timeout`.
-        SIGTERM would be a 'smart' shutdown that waits for every client, e.g. an idle connection pool."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGINT)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        return self.popen.returncode
 
     def create_database(self, name: str | None = None) -> str:
         """A new, empty database on this server (a test's own, so tests never share tables); its URL."""

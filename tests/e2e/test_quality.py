@@ -29,17 +29,6 @@ LABEL_DELAY_SECONDS = 2
 REPORT_PRECISION = 5e-4
 
 
-def ledger_counts(loop: stack.Loop) -> dict[str, float]:
-    """predictor_ledger_* summed over the loop's predictors, from their /metrics."""
-    totals: dict[str, float] = {}
-    for url in loop.predictor_urls:
-        for line in httpx.get(f"{url}/metrics", timeout=5).text.splitlines():
-            if line.startswith("predictor_ledger_") and not line.startswith("predictor_ledger_queue"):
-                name, value = line.rsplit(" ", 1)
-                totals[name] = totals.get(name, 0.0) + float(value)
-    return totals
-
-
 def run_quality(loop: stack.Loop, ledger_url: str, window_seconds: float) -> dict:
     """One monitor run (drift part included, as the CronJob does) whose quality window is the last phase."""
     code, report, log = stack.run_drift_monitor(
@@ -58,7 +47,7 @@ def run_quality(loop: stack.Loop, ledger_url: str, window_seconds: float) -> dic
 def labelled_phase(loop: stack.Loop, mode: str) -> tuple[label_feed.LabelledTraffic, float]:
     """Send the window's rows with ids, wait until the ledger has them, post their labels after the delay."""
     started = time.time()
-    before = ledger_counts(loop)
+    before = label_feed.ledger_counts(loop.predictor_urls)
     sent = label_feed.send(
         loop.predictor_urls, mode, rows=ROWS, prefix=f"{mode}-{uuid.uuid4().hex[:8]}", seed=11
     )
@@ -66,14 +55,14 @@ def labelled_phase(loop: stack.Loop, mode: str) -> tuple[label_feed.LabelledTraf
     last_sent = time.time()
 
     def written() -> bool:
-        now = ledger_counts(loop)
+        now = label_feed.ledger_counts(loop.predictor_urls)
         return (
             now["predictor_ledger_written_rows_total"] - before["predictor_ledger_written_rows_total"] >= ROWS
         )
 
     stack.wait_for(written, timeout=60, what=f"{ROWS} rows written to the ledger")
-    after = ledger_counts(loop)
-    dropped = sum(v - before.get(k, 0) for k, v in after.items() if k.startswith("predictor_ledger_dropped"))
+    after = label_feed.ledger_counts(loop.predictor_urls)
+    dropped = after["predictor_ledger_dropped_rows_total"] - before["predictor_ledger_dropped_rows_total"]
     assert dropped == 0
     # Labels arrive later than predictions; the monitor counts only predictions older than the delay,
     # so every row of the phase has matured once the delay has passed since the last one was sent.
