@@ -3,11 +3,14 @@
     train → register → serve (2 replicas) → normal traffic → drift check → summer traffic
           → drift check → DataDriftDetected fires in Prometheus → reaches Alertmanager
           → normal bookings + their true prices (delayed labels) → quality in line with the yardstick
-          → summer bookings + their true prices → ModelQualityDegraded fires → reaches Alertmanager
+          → early-summer bookings + their true prices → ModelQualityDegraded fires → reaches Alertmanager
+          → the retrain controller starts one `trainer train` on the data plus the labelled ledger rows
+          → the paired gate on the newest labelled rows promotes → the predictors follow @champion
+          → later-summer bookings + their true prices: live MAE before vs after → the alert resolves
 
 Processes are started by scripts/local_stack.py, the same code the integration and e2e tests use,
-with the settings the chart gives them in a cluster. Everything lives in .state/demo (wiped at the start). Ctrl-C stops every
-process; DEMO_EXIT=1 ends after the alert instead of waiting.
+with the settings the chart gives them in a cluster. Everything lives in .state/demo (wiped at the start).
+Ctrl-C stops every process; DEMO_EXIT=1 ends after the last stage instead of waiting.
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from scripts import closed_loop
 from scripts import labels as label_feed
 from scripts import local_stack as stack
 from scripts.load.run import Load, run_load
+from scripts.traffic import hotel_windows
 
 STATE = stack.REPO / ".state" / "demo"
 # The ports `make mlflow`, `make predictor` and the chart's port-forwards use, when they are free.
@@ -35,12 +40,19 @@ PREFERRED_PORTS = {
     "prometheus": 9090,
     "pushgateway": 9091,
     "alertmanager": 9093,
+    "retrain-controller": 8090,
 }
 LOAD_SECONDS = int(os.environ.get("DEMO_LOAD_SECONDS", "15"))
 LOAD_USERS = int(os.environ.get("DEMO_USERS", "8"))
 LEDGER_URL = f"sqlite:///{STATE / 'ledger.db'}"  # the embedded default; the chart runs PostgreSQL
-LABELLED_ROWS = 400
+LABELLED_ROWS = 400  # normal bookings with labels; the summer halves are sent whole (~1,160 rows each)
 LABEL_DELAY_SECONDS = 3
+# The controller's rollback check and run-status poll, quick enough for a demo (the chart: 60 s, 10 s).
+CONTROLLER_SETTINGS = {
+    "TRAINER_LEDGER_DATABASE_URL": LEDGER_URL,
+    "TRAINER_LABEL_DELAY_SECONDS": str(LABEL_DELAY_SECONDS),
+    "RETRAINING_ROLLBACK_CHECK_INTERVAL_SECONDS": "5",
+}
 _t0 = time.monotonic()
 
 
@@ -126,11 +138,13 @@ def ledger_share(loop: stack.Loop) -> str:
     )
 
 
-def labels_and_check(loop: stack.Loop, mode: str) -> dict:
-    """Bookings with ids, then their true prices as labels after a delay, then the quality check."""
+def labels_and_check(loop: stack.Loop, mode: str, rows: int | None = LABELLED_ROWS) -> dict:
+    """Bookings with ids, then their true prices as labels after a delay, then the quality check
+    over the predictions made since (rows=None: every row of the window)."""
     with stage(f"{mode} bookings with ids, then their true prices as labels"):
         started = time.time()
-        sent = label_feed.send(loop.predictor_urls, mode, rows=LABELLED_ROWS, prefix=f"{mode}-{int(started)}")
+        rows = rows or len(hotel_windows().frame(mode))
+        sent = label_feed.send(loop.predictor_urls, mode, rows=rows, prefix=f"{mode}-{int(started)}")
         if sent.failures:
             raise SystemExit(f"demo: predict failed: {sent.failures[0]}")
         time.sleep(LABEL_DELAY_SECONDS)  # the stay happens; the true price is known afterwards
@@ -175,6 +189,51 @@ def traffic_and_check(loop: stack.Loop, mode: str) -> dict:
     return report
 
 
+def closed_loop_stages(loop: stack.Loop, before: dict) -> None:
+    """ModelQualityDegraded → controller → training run → paired gate → predictors follow → later traffic."""
+    mlflow_url = loop.mlflow.url
+    old = closed_loop.champion_version(mlflow_url)
+    with stage("waiting for ModelQualityDegraded (Prometheus rule, then Alertmanager)"):
+        fired, routed = stack.wait_for_alert(loop, "ModelQualityDegraded", timeout=240)
+        say(f"Prometheus: ModelQualityDegraded {fired['state']} — {fired['annotations']['description']}")
+        say(f"Alertmanager: received, receivers {[r['name'] for r in routed['receivers']]}")
+    with stage("retrain controller: the alert reaches it, it starts one training run (local launcher)"):
+        state = closed_loop.wait_for_run_started(loop, runs_before=0, timeout=120)
+        say(f"controller: started {state['running']['name'] if state['running'] else 'a run'}")
+    with stage("training run: the data plus the labelled ledger rows, then the paired gate"):
+        state = closed_loop.wait_for_run_finished(loop, timeout=900)
+        if state["last_outcome"] != "succeeded":
+            raise SystemExit(
+                f"demo: the retraining run ended {state['last_outcome']}; see .state/demo/retrain-controller/runs"
+            )
+        new = closed_loop.champion_version(mlflow_url)
+        tags = closed_loop.version_tags(mlflow_url, new if new != old else str(int(old) + 1))
+        say(closed_loop.gate_line(tags))
+        if new == old:
+            raise SystemExit("demo: the gate kept the old champion; nothing to follow")
+    with stage(f"predictors follow @champion to v{new}"):
+        closed_loop.wait_for_served(loop, new, timeout=120)
+    after = labels_and_check(loop, "summer_late", rows=None)
+    served = {v["model_version"]: v for v in after["versions"]}.get(new)
+    if served is None or served["mae"] is None:
+        raise SystemExit(f"demo: no labelled rows for v{new} in the later window")
+    offline = closed_loop.version_mae(mlflow_url, old, "summer_late")
+    early_mae = {v["model_version"]: v for v in before["versions"]}[old]["mae"]
+    say(
+        f"live MAE on later traffic: before {offline:.2f}, after {served['mae']:.2f} "
+        f"(v{old} scored on the same {served['labelled_rows']} rows; v{new} served them; "
+        f"v{old} had {early_mae:.2f} live on the earlier summer traffic)"
+    )
+    with stage("waiting for ModelQualityDegraded to resolve"):
+        stack.wait_for(
+            lambda: not [a for a in stack.prometheus_alerts(loop.prometheus.url, "ModelQualityDegraded")],
+            timeout=180,
+            interval=1,
+            what="ModelQualityDegraded resolved in Prometheus",
+        )
+        say("Prometheus: ModelQualityDegraded no longer active")
+
+
 def run() -> None:
     shutil.rmtree(STATE, ignore_errors=True)
     STATE.mkdir(parents=True)
@@ -209,6 +268,7 @@ def run() -> None:
                     "PREDICTOR_POLL_INTERVAL_SECONDS": "5",
                     "PREDICTOR_LEDGER_DATABASE_URL": LEDGER_URL,
                 },
+                controller_settings=CONTROLLER_SETTINGS if monitoring else None,
             )
 
         normal = traffic_and_check(loop, "normal")
@@ -230,21 +290,20 @@ def run() -> None:
                 say(f"Alertmanager: received, receivers {[r['name'] for r in routed['receivers']]}")
 
         labels_and_check(loop, "normal")
-        labels_and_check(loop, "drift")
+        early = labels_and_check(loop, "summer_early", rows=None)
         say(ledger_share(loop))
         if monitoring:
-            with stage("waiting for ModelQualityDegraded (Prometheus rule, then Alertmanager)"):
-                fired, routed = stack.wait_for_alert(loop, "ModelQualityDegraded", timeout=240)
-                say(
-                    f"Prometheus: ModelQualityDegraded {fired['state']} — {fired['annotations']['description']}"
-                )
-                say(f"Alertmanager: received, receivers {[r['name'] for r in routed['receivers']]}")
+            closed_loop_stages(loop, before=early)
 
         urls = {"MLflow UI": mlflow.url, "predictor /docs": f"{loop.predictors[0].url}/docs"}
         if loop.prometheus and loop.alertmanager:  # started only with the Prometheus packages
             urls |= {
                 "Prometheus alerts": f"{loop.prometheus.url}/alerts",
                 "Alertmanager": loop.alertmanager.url,
+            }
+        if loop.controller:
+            urls |= {
+                "retrain controller": f"{loop.controller.url}/v1/state (token in .state/demo/alertmanager/token)"
             }
         print("\n".join(f"  {k:18} {v}" for k, v in urls.items()), flush=True)
         if os.environ.get("DEMO_EXIT") == "1":

@@ -33,6 +33,10 @@ VENV_BIN = Path(sys.executable).parent
 CHART = REPO / "charts" / "mlops"
 ALERT_RULES = CHART / "rules" / "alerts.yaml"
 ALERTMANAGER_CONFIG = CHART / "files" / "alertmanager.yml"
+# What files/alertmanager.yml names as the chart would render it for release "mlops"; the local stack
+# replaces both with its own controller's address and a token file in its state folder.
+ALERTMANAGER_HOOK_URL = "http://mlops-retrain-controller:8080/v1/alerts"
+ALERTMANAGER_TOKEN_FILE = "/etc/alertmanager/secrets/token"
 # Debian installs these names; the tests and the demo run the real binaries.
 PROMETHEUS_BINARIES = {
     "prometheus": "prometheus",
@@ -191,20 +195,66 @@ def start_pushgateway(state_dir: Path, port: int | None = None) -> Process:
 
 
 def start_alertmanager(
-    state_dir: Path, port: int | None = None, config: Path = ALERTMANAGER_CONFIG
+    state_dir: Path,
+    port: int | None = None,
+    config: Path = ALERTMANAGER_CONFIG,
+    *,
+    controller_url: str | None = None,
+    token: str | None = None,
 ) -> Process:
-    """Alertmanager with the chart's own config file."""
+    """Alertmanager with the chart's own config file, its retraining webhook pointed at `controller_url`
+    (with `token` as the bearer credential); without a controller the hook stays unreachable, as in a
+    release that disabled retraining."""
     port = port or free_port()
     data = state_dir / "alertmanager"
     data.mkdir(parents=True, exist_ok=True)
+    token_file = data / "token"
+    token_file.write_text(token or secrets.token_urlsafe(24))
+    token_file.chmod(0o600)
+    rendered = config.read_text().replace(ALERTMANAGER_TOKEN_FILE, str(token_file))
+    if controller_url:
+        rendered = rendered.replace(ALERTMANAGER_HOOK_URL, f"{controller_url}/v1/alerts")
+    (data / "alertmanager.yml").write_text(rendered)
     argv = [
         require_binary(PROMETHEUS_BINARIES["alertmanager"]),
-        f"--config.file={config}",
+        f"--config.file={data / 'alertmanager.yml'}",
         f"--storage.path={data}",
         f"--web.listen-address=127.0.0.1:{port}",
         "--cluster.listen-address=",  # no gossip: one instance
     ]
     return start_process("alertmanager", argv, port=port, state_dir=state_dir, ready_path="/-/ready")
+
+
+def start_controller(
+    state_dir: Path,
+    mlflow_uri: str,
+    *,
+    token: str,
+    port: int | None = None,
+    settings: Mapping[str, str] | None = None,
+) -> Process:
+    """`trainer controller` with the local launcher: each retraining run is a `trainer train` process,
+    and the guard rails live in a state file in the state folder (the chart keeps them in a ConfigMap)."""
+    port = port or free_port()
+    home = state_dir / "retrain-controller"
+    home.mkdir(parents=True, exist_ok=True)
+    env = {
+        "MLFLOW_TRACKING_URI": mlflow_uri,
+        "LOG_FORMAT": "json",
+        "RETRAINING_HOST": "127.0.0.1",
+        "RETRAINING_PORT": str(port),
+        "RETRAINING_WEBHOOK_TOKEN": token,
+        "RETRAINING_LAUNCHER": "local",
+        "RETRAINING_STATE_FILE": str(home / "state.json"),
+        "RETRAINING_RUN_LOG_DIR": str(home / "runs"),
+        "RETRAINING_TRAIN_COMMAND": f"{VENV_BIN / 'trainer'} train",
+        "RETRAINING_STATUS_INTERVAL_SECONDS": "1",
+        **(settings or {}),
+    }
+    argv = [str(VENV_BIN / "trainer"), "controller"]
+    return start_process(
+        "retrain-controller", argv, port=port, state_dir=state_dir, ready_path="/readyz", env=env
+    )
 
 
 # Debian's `postgresql` keeps its server binaries off PATH, one folder per major version.
@@ -395,6 +445,7 @@ def prometheus_config(
     alertmanager: str | None,
     rule_files: list[Path],
     interval: str,
+    controller: str | None = None,
 ) -> str:
     """The local equivalent of the chart's Prometheus config: static targets instead of pod discovery."""
 
@@ -403,6 +454,11 @@ def prometheus_config(
 
     targets = ", ".join(f'"{hostport(u)}"' for u in predictors)
     rules = "\n".join(f"  - {p}" for p in rule_files)
+    controller_job = (
+        f'  - job_name: retrain-controller\n    static_configs:\n      - targets: ["{hostport(controller)}"]\n'
+        if controller
+        else ""
+    )
     alerting = (
         f"alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{hostport(alertmanager)}']\n"
         if alertmanager
@@ -424,6 +480,7 @@ def prometheus_config(
             static_configs:
               - targets: ["{hostport(pushgateway)}"]
         """)
+        + controller_job
         + alerting
     )
 
@@ -437,6 +494,7 @@ def start_prometheus(
     rule_files: list[Path] | None = None,
     interval: str = "2s",
     port: int | None = None,
+    controller: str | None = None,
 ) -> Process:
     """Prometheus loading the chart's alert rules file itself (one source of truth)."""
     port = port or free_port()
@@ -450,6 +508,7 @@ def start_prometheus(
             alertmanager=alertmanager,
             rule_files=rule_files if rule_files is not None else [ALERT_RULES],
             interval=interval,
+            controller=controller,
         )
     )
     argv = [
@@ -522,6 +581,8 @@ class Loop:
     pushgateway: Process | None = None
     alertmanager: Process | None = None
     prometheus: Process | None = None
+    controller: Process | None = None
+    controller_token: str | None = None
 
     @property
     def predictor_urls(self) -> list[str]:
@@ -540,8 +601,12 @@ def start_loop(
     monitoring: bool = True,
     predictor_settings: Mapping[str, str] | None = None,
     ports: Mapping[str, int] | None = None,
+    controller_settings: Mapping[str, str] | None = None,
 ) -> Loop:
-    """Start the predictors (and the monitoring processes) next to a running MLflow with a champion."""
+    """Start the predictors (and the monitoring processes) next to a running MLflow with a champion.
+
+    With `controller_settings` (and monitoring) the retrain controller runs too, and Alertmanager's
+    retraining webhook reaches it: the closed loop."""
     ports = ports or {}
     loop = Loop(stack, mlflow, predictors=[])
     for i in range(replicas):
@@ -554,8 +619,26 @@ def start_loop(
             )
         )
     if monitoring:
+        if controller_settings is not None:
+            loop.controller_token = secrets.token_urlsafe(24)
+            loop.controller = stack.add(
+                start_controller(
+                    stack.state_dir,
+                    mlflow.url,
+                    token=loop.controller_token,
+                    port=ports.get("retrain-controller"),
+                    settings=controller_settings,
+                )
+            )
         loop.pushgateway = stack.add(start_pushgateway(stack.state_dir, port=ports.get("pushgateway")))
-        loop.alertmanager = stack.add(start_alertmanager(stack.state_dir, port=ports.get("alertmanager")))
+        loop.alertmanager = stack.add(
+            start_alertmanager(
+                stack.state_dir,
+                port=ports.get("alertmanager"),
+                controller_url=loop.controller.url if loop.controller else None,
+                token=loop.controller_token,
+            )
+        )
         loop.prometheus = stack.add(
             start_prometheus(
                 stack.state_dir,
@@ -563,6 +646,7 @@ def start_loop(
                 pushgateway=loop.pushgateway.url,
                 alertmanager=loop.alertmanager.url,
                 port=ports.get("prometheus"),
+                controller=loop.controller.url if loop.controller else None,
             )
         )
     return loop

@@ -3,6 +3,11 @@
 `normal` rows come from the window the champion was fitted on (train + validation), so they look like
 the drift reference; `drift` rows come from the latest arrival months (the test window: summer 2017),
 which the model never saw. The same trainer code that splits the data for training splits it here.
+
+The closed loop splits the summer at its middle date: `summer_early` (2017-06-26 → 07-29) is what
+production sees and labels before a retrain, `summer_late` (07-30 → 08-31) is later than anything a
+retrain can be fitted on. Both are sent in arrival order, as bookings would come in, so the newest
+labels in the ledger are also the latest stays.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ import pandas as pd
 from trainer.config import Settings
 from trainer.data import Features, Split, load_dataset, prepare, time_split
 
-MODES = ("normal", "drift", "validation")
+MODES = ("normal", "drift", "validation", "summer_early", "summer_late")
+IN_ARRIVAL_ORDER = ("summer_early", "summer_late")
 
 
 @dataclass(frozen=True)
@@ -24,6 +30,8 @@ class Windows:
     normal: pd.DataFrame
     validation: pd.DataFrame
     drift: pd.DataFrame
+    summer_early: pd.DataFrame
+    summer_late: pd.DataFrame
     target: str
 
     def frame(self, mode: str) -> pd.DataFrame:
@@ -56,10 +64,14 @@ def hotel_windows() -> Windows:
     features, split = default_split()
     table = features.X.assign(**{s.target: features.y})
     fitted_on = sorted([*split.train, *split.validation])
+    summer = features.dates.iloc[split.test].sort_values(kind="stable")
+    middle = summer.iloc[len(summer) // 2]  # the first day of the later half
     return Windows(
         normal=table.iloc[fitted_on].reset_index(drop=True),
         validation=table.iloc[split.validation].reset_index(drop=True),
         drift=table.iloc[split.test].reset_index(drop=True),
+        summer_early=table.loc[summer.index[summer < middle]].reset_index(drop=True),
+        summer_late=table.loc[summer.index[summer >= middle]].reset_index(drop=True),
         target=s.target,
     )
 
@@ -82,9 +94,13 @@ def sample_records(mode: str, n: int | None = None, seed: int = 0) -> list[dict]
 
 
 def labelled_records(mode: str, n: int | None = None, seed: int = 0) -> tuple[list[dict], list[float]]:
-    """`sample_records` and the true price of each row (what a label feed sends back after the stay)."""
+    """`sample_records` and the true price of each row (what a label feed sends back after the stay).
+
+    The summer halves keep their arrival order (a sample of them too)."""
     w = hotel_windows()
     frame = w.frame(mode)
     n = len(frame) if n is None else n
     drawn = frame.sample(n=n, replace=n > len(frame), random_state=seed)
+    if mode in IN_ARRIVAL_ORDER:
+        drawn = drawn.sort_index(kind="stable")
     return to_records(drawn, drop=(w.target,)), drawn[w.target].astype(float).tolist()
