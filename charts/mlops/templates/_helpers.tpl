@@ -352,7 +352,7 @@ podFailurePolicy:
 Pod template spec of a training run, shared by the install hook Job and the CronJob.
 */}}
 {{- define "mlops.trainer.podSpec" -}}
-{{- $reservedEnv := list "MLFLOW_TRACKING_URI" "MLFLOW_DISABLE_TELEMETRY" "TRAINER_MODEL_NAME" "TRAINER_CHAMPION_ALIAS" }}
+{{- $reservedEnv := list "MLFLOW_TRACKING_URI" "MLFLOW_DISABLE_TELEMETRY" "TRAINER_MODEL_NAME" "TRAINER_CHAMPION_ALIAS" "TRAINER_LEDGER_DATABASE_URL" }}
 {{- include "mlops.podDefaults" . }}
 {{- include "mlops.scheduling" (dict "root" . "name" "trainer" "component" .Values.trainer.scheduling) }}
 serviceAccountName: {{ include "mlops.fullname" . }}
@@ -372,6 +372,11 @@ containers:
         value: {{ .Values.model.name | quote }}
       - name: TRAINER_CHAMPION_ALIAS
         value: {{ .Values.model.alias | quote }}
+      {{- if .Values.ledger.enabled }}
+      # Train on what production saw: the ledger's labelled predictions join the dataset and the
+      # newest of them judge challenger against champion (docs/model.md). Read-only use.
+      {{- include "mlops.ledger.urlEnv" (dict "root" . "name" "TRAINER_LEDGER_DATABASE_URL") | nindent 6 }}
+      {{- end }}
       {{- include "mlops.env" (dict "env" .Values.trainer.env "reserved" $reservedEnv) | trim | nindent 6 }}
       {{- with include "mlops.podExtras" (dict "root" . "component" "trainer" "values" .Values.trainer "part" "env" "reserved" $reservedEnv) }}
       {{- . | nindent 6 }}
@@ -395,4 +400,32 @@ volumes:
   {{- with include "mlops.podExtras" (dict "root" . "component" "trainer" "values" .Values.trainer "part" "volumes" "reserved" (list "tmp")) }}
   {{- . | nindent 2 }}
   {{- end }}
+{{- end }}
+
+
+{{/*
+The retrain controller's names: its Service/ServiceAccount/Role/state ConfigMap are all
+"<fullname>-retrain-controller"; the trainer CronJob it copies runs from "<fullname>-trainer".
+*/}}
+{{- define "mlops.retraining.name" -}}
+{{- include "mlops.componentName" (dict "root" . "component" "retrain-controller") }}
+{{- end }}
+
+{{- define "mlops.retraining.cronJob" -}}
+{{- include "mlops.componentName" (dict "root" . "component" "trainer") }}
+{{- end }}
+
+{{/*
+The Secret holding the webhook's bearer token: "<fullname>-retraining-webhook" (made by the chart)
+or retraining.webhookToken.existingSecret.
+*/}}
+{{- define "mlops.retraining.tokenSecret" -}}
+{{- default (include "mlops.componentName" (dict "root" . "component" "retraining-webhook")) .Values.retraining.webhookToken.existingSecret }}
+{{- end }}
+
+{{/*
+Where Alertmanager posts the alerts: the controller's Service, port 8080, POST /v1/alerts.
+*/}}
+{{- define "mlops.retraining.webhookUrl" -}}
+{{- printf "http://%s:8080/v1/alerts" (include "mlops.retraining.name" .) }}
 {{- end }}
