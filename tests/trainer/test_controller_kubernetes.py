@@ -27,7 +27,7 @@ from trainer.controller.state import ConfigMapStateStore, GuardState, StateStore
 from trainer.controller.webhook import Webhook
 
 NAMESPACE = "mlops"
-CONFIGMAP = "mlops-retrain-controller-state"
+CONFIGMAP = "mlops-retrain-controller"
 CRONJOB = "mlops-trainer"
 TEMPLATE_SPEC = {
     "backoffLimit": 0,

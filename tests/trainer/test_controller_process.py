@@ -120,7 +120,7 @@ def test_the_kubernetes_launcher_outside_a_pod_exits_1() -> None:
         {
             "RETRAINING_WEBHOOK_TOKEN": TOKEN,
             "RETRAINING_LAUNCHER": "kubernetes",
-            "RETRAINING_STATE_CONFIGMAP": "mlops-retrain-controller-state",
+            "RETRAINING_STATE_CONFIGMAP": "mlops-retrain-controller",
             "RETRAINING_TRAINER_CRONJOB": "mlops-trainer",
             "KUBERNETES_SERVICE_HOST": "",
             "LOG_FORMAT": "text",

@@ -1,5 +1,5 @@
 """Decisions and run outcomes as Kubernetes Events on the state ConfigMap (`kubectl describe configmap
-<fullname>-retrain-controller-state`, `kubectl get events`); outside a cluster, nothing (the log line
+<fullname>-retrain-controller`, `kubectl get events`); outside a cluster, nothing (the log line
 and the metric carry the same facts). An Event that cannot be written is logged, never an error."""
 
 from __future__ import annotations
