@@ -58,6 +58,19 @@ SCENARIOS: dict[str, list[str]] = {
         "ledger.database.external.key=uri",
     ),
     "ledger-off": _set("ledger.enabled=false"),
+    # The retrain controller: the kill switch, and every other retraining value changed.
+    "retraining-off": _set("retraining.enabled=false"),
+    "retraining-tuned": [
+        *_set(
+            "retraining.dryRun=true",
+            "retraining.drift.enabled=true",
+            "retraining.rollback.checkIntervalSeconds=0",
+            "retraining.webhookToken.existingSecret=alertmanager-webhook",
+            "retraining.webhookToken.secretKey=bearer",
+        ),
+        "--set-json",
+        'retraining.triggerAlerts=["ModelQualityDegraded", "PredictorHighErrorRate"]',
+    ],
     "ledger-official-image": _set(
         "ledger.database.internal.image.repository=postgres",
         "ledger.database.internal.image.tag=15",

@@ -183,10 +183,10 @@ def test_every_service_talks_to_the_chart_mlflow(renders: Renders, scenario: str
     seen = set()
     for _obj, template in rendered.workloads():
         for container in containers(template):
-            if container["name"] in SERVICE_CONTAINERS or container["name"] == "wait-for-mlflow":
+            if container["name"] in (*SERVICE_CONTAINERS, "wait-for-mlflow", "retrain-controller"):
                 assert env_value(container, "MLFLOW_TRACKING_URI")["value"] == uri
                 seen.add(container["name"])
-    assert set(SERVICE_CONTAINERS) <= seen
+    assert {*SERVICE_CONTAINERS, "retrain-controller"} <= seen
 
 
 def test_model_name_and_alias_agree(default: Rendered, values: dict[str, Any]) -> None:
@@ -223,6 +223,8 @@ def test_default_images_are_what_make_images_builds(default: Rendered) -> None:
     }
     for service in SERVICE_CONTAINERS:
         assert images[service] == (f"mlops-{service}:{app_version()}", "IfNotPresent")
+    # The retrain controller is `trainer controller`: the image of the runs it starts, never skewed.
+    assert images["retrain-controller"] == images["trainer"]
     assert images["mlflow"] == (f"mlops-mlflow:{app_version()}", "IfNotPresent")
     assert images["postgres"] == (f"mlops-postgres:{app_version()}", "IfNotPresent")
 
@@ -250,9 +252,14 @@ def test_trainer_is_a_post_install_hook_that_waits_for_mlflow(renders: Renders) 
 
 
 def test_trainer_cronjob_is_optional_and_never_overlaps(renders: Renders) -> None:
-    assert not renders("default").by_component("CronJob", "trainer")
+    # With retraining on (the default), it exists suspended: the retrain controller's job template.
+    suspended = _the(renders("default"), "CronJob", "trainer")
+    assert suspended["spec"]["suspend"] is True
+    assert not renders("retraining-off").by_component("CronJob", "trainer")
     cronjob = _the(renders("trainer-cronjob"), "CronJob", "trainer")
+    assert cronjob["spec"]["suspend"] is False
     assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    assert suspended["spec"]["jobTemplate"] == cronjob["spec"]["jobTemplate"]
     job = _the(renders("trainer-cronjob"), "Job", "trainer")
     assert cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"] == job["spec"]["template"]["spec"]
 
@@ -296,7 +303,7 @@ def test_prometheus_may_only_list_and_watch_pods(default: Rendered) -> None:
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_only_api_clients_mount_a_service_account_token(renders: Renders, scenario: str) -> None:
     rendered = renders(scenario)
-    api_clients = {"drift-monitor", "prometheus"}
+    api_clients = {"drift-monitor", "prometheus", "retrain-controller"}
     for account in rendered.of_kind("ServiceAccount"):
         assert account["automountServiceAccountToken"] is False
     for obj, template in rendered.workloads():
@@ -359,7 +366,7 @@ def test_network_policies(renders: Renders) -> None:
 
 # What each component may call (component -> "target:port"; "api:443/6443/8443" is the Kubernetes API).
 EGRESS = {
-    "trainer": {"mlflow:5000"},
+    "trainer": {"mlflow:5000", "ledger-database:5432"},
     "predictor": {"mlflow:5000", "ledger-database:5432"},
     "drift-monitor": {
         "mlflow:5000",
@@ -368,8 +375,15 @@ EGRESS = {
         "pushgateway:9091",
         "api:443/6443/8443",
     },
-    "prometheus": {"predictor:8080", "pushgateway:9091", "alertmanager:9093", "api:443/6443/8443"},
-    "alertmanager": {"retraining-hook:8080"},
+    "prometheus": {
+        "predictor:8080",
+        "pushgateway:9091",
+        "alertmanager:9093",
+        "retrain-controller:8080",
+        "api:443/6443/8443",
+    },
+    "alertmanager": {"retrain-controller:8080"},
+    "retrain-controller": {"mlflow:5000", "ledger-database:5432", "api:443/6443/8443"},
     "mlflow": set(),
     "ledger-database": set(),
     "pushgateway": set(),
@@ -524,6 +538,10 @@ def test_prometheus_scrapes_predictor_pods_pushgateway_and_itself(default: Rende
     assert jobs["pushgateway"]["static_configs"][0]["targets"] == [f"{RELEASE}-pushgateway:9091"]
     alertmanagers = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
     assert alertmanagers == [f"{RELEASE}-alertmanager:9093"]
+    controller = _the(default, "Service", "retrain-controller")
+    assert jobs["retrain-controller"]["static_configs"][0]["targets"] == [
+        f"{controller['metadata']['name']}:{controller['spec']['ports'][0]['port']}"
+    ]
 
 
 def test_operator_mode_replaces_prometheus_and_alertmanager(renders: Renders) -> None:
@@ -539,7 +557,19 @@ def test_operator_mode_replaces_prometheus_and_alertmanager(renders: Renders) ->
     assert pod_monitor["spec"]["podMetricsEndpoints"][0]["port"] == "http"
     service_monitor = _the(rendered, "ServiceMonitor", "pushgateway")
     assert service_monitor["spec"]["endpoints"][0]["honorLabels"] is True
-    for obj in (pod_monitor, service_monitor, _the(rendered, "PrometheusRule", "prometheus")):
+    # The retrain controller, under the job label of the chart's own scrape job.
+    controller_monitor = _the(rendered, "ServiceMonitor", "retrain-controller")
+    controller = _the(rendered, "Service", "retrain-controller")
+    assert controller_monitor["spec"]["selector"]["matchLabels"] == controller["spec"]["selector"]
+    (endpoint,) = controller_monitor["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
+    assert endpoint["relabelings"] == [{"targetLabel": "job", "replacement": "retrain-controller"}]
+    for obj in (
+        pod_monitor,
+        service_monitor,
+        controller_monitor,
+        _the(rendered, "PrometheusRule", "prometheus"),
+    ):
         assert labels(obj)["release"] == "kube-prometheus-stack"
 
 
@@ -554,6 +584,11 @@ def test_grafana_dashboard_configmap(default: Rendered) -> None:
         "predictor_model_info",
         "drift_feature_p_value",
         "drift_detected",
+        "trainer_controller_retrain_decisions_total",
+        "trainer_controller_retrain_runs_total",
+        "trainer_controller_retrain_running",
+        "trainer_controller_rollbacks_total",
+        "trainer_controller_rollback_checks_total",
     ):
         assert metric in exprs, f"dashboard does not chart {metric}"
 
@@ -701,8 +736,8 @@ def test_only_ledger_clients_reach_the_ledger_database(default: Rendered) -> Non
         for component, pod_labels in _pod_labels(default).items()
         if any(_matches(peer["podSelector"]["matchLabels"], pod_labels) for peer in rule["from"])
     }
-    # The trainer is let in for training on labelled rows; its egress stays closed until it needs it.
-    assert admitted == {"predictor", "drift-monitor", "trainer"}
+    # Training runs learn from the labelled rows; the retrain controller judges a new champion on them.
+    assert admitted == {"predictor", "drift-monitor", "trainer", "retrain-controller"}
     for peer in rule["from"]:
         assert peer["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == RELEASE
 
@@ -764,7 +799,7 @@ def test_without_the_ledger_there_is_no_database_and_no_ledger_setting(renders: 
     for name, container in _ledger_clients(rendered).items():
         assert not set(LEDGER_ENV[name]) & set(env_names(container)), name
     policies, pods = rendered.of_kind("NetworkPolicy"), _pod_labels(rendered)
-    for component in ("predictor", "drift-monitor"):
+    for component in ("predictor", "drift-monitor", "trainer", "retrain-controller"):
         allowed, _dns = _egress_of(policies, pods[component])
         assert allowed == EGRESS[component] - {"ledger-database:5432"}, component
 
@@ -813,3 +848,7 @@ def test_notes_print_port_forward_and_curl(tmp_path: Path) -> None:
     assert f"port-forward service/{RELEASE}-mlflow 5000:5000" in notes
     assert "curl -s http://127.0.0.1:8080/v1/models/hotel-adr:feedback" in notes
     assert f"exec -it deployment/{RELEASE}-ledger-database -- sh -c" in notes
+    assert f"port-forward service/{RELEASE}-retrain-controller 8081:8080" in notes
+    assert 'curl -s http://127.0.0.1:8081/v1/state -H "Authorization: Bearer $TOKEN"' in notes
+    assert f"get secret {RELEASE}-retraining-webhook -o jsonpath='{{.data.token}}'" in notes
+    assert f"exec deployment/{RELEASE}-retrain-controller -- trainer rollback" in notes

@@ -27,6 +27,7 @@ COMPONENTS = {
     "prometheus",
     "pushgateway",
     "alertmanager",
+    "retrain-controller",
     "test",
 }
 
@@ -144,6 +145,18 @@ REFUSED = {
     "ledger env": (
         ['predictor.extraEnv=[{"name": "PREDICTOR_LEDGER_DATABASE_URL", "value": "sqlite:///x.db"}]'],
         "PREDICTOR_LEDGER_DATABASE_URL is set by the chart",
+    ),
+    "controller wiring": (
+        ['retraining.extraEnv=[{"name": "RETRAINING_LAUNCHER", "value": "local"}]'],
+        "RETRAINING_LAUNCHER is set by the chart",
+    ),
+    "controller env map": (
+        ['retraining.env={"RETRAINING_WEBHOOK_TOKEN": "x"}'],
+        "RETRAINING_WEBHOOK_TOKEN is set by the chart",
+    ),
+    "trainer ledger env": (
+        ['trainer.extraEnv=[{"name": "TRAINER_LEDGER_DATABASE_URL", "value": "sqlite:///x.db"}]'],
+        "TRAINER_LEDGER_DATABASE_URL is set by the chart",
     ),
     "database volume": (
         ['ledger.database.internal.extraVolumes=[{"name": "run", "emptyDir": {}}]'],

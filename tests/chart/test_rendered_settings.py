@@ -23,7 +23,7 @@ from tests.chart.conftest import (
     containers,
     helm_template,
 )
-from tests.chart.test_services_contract import COMMON_ENV, SETTINGS, env_vars_of, settings_class
+from tests.chart.test_services_contract import COMMON_ENV, SETTINGS, env_vars_of, settings_classes
 
 # Deliberately large numbers for every integer (or number-typed) value without a schema maximum.
 # A values FILE, not --set: --set parses numbers as int64, a user's values file gives float64.
@@ -91,6 +91,19 @@ LARGE_VALUES = {
         "queueRows": 10000000,
         "database": {"internal": {"image": {"tag": 20250101}, "persistence": {"size": 107374182400}}},
     },
+    "retraining": {
+        "cooldownSeconds": 2592000,
+        "dailyCap": 1000000,
+        "drift": {"enabled": True, "minAgeSeconds": 2592000},
+        "rollback": {
+            "checkIntervalSeconds": 1000000,
+            "minLabels": 1000000,
+            "margin": 0.05,
+            "windowSeconds": 31536000,
+            "labelDelaySeconds": 2592000,
+        },
+        "env": {"RETRAINING_STATUS_INTERVAL_SECONDS": 1000000},
+    },
     "monitoring": {"prometheus": {"storageSizeLimit": 10737418240}},
 }
 # The HPA and a fixed replica count exclude each other: render both ways.
@@ -149,17 +162,18 @@ def _env_value(entry: dict[str, Any]) -> str:
     raise AssertionError(f"env {entry['name']}: no stand-in for valueFrom {source}")
 
 
-def _settings_from(container: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The container's Settings, built from exactly its rendered env (nothing else it reads)."""
-    settings = settings_class(container["name"])
-    prefix = settings.model_config.get("env_prefix", "").upper()
-    read = env_vars_of(settings) | COMMON_ENV
-    for name in list(os.environ):  # pydantic-settings matches names case-insensitively
-        if name.upper() in read or name.upper().startswith(prefix):
-            monkeypatch.delenv(name)
+def _settings_from(container: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The container's settings objects, built from exactly its rendered env (nothing else they read)."""
+    classes = settings_classes(container["name"])
+    for settings in classes:
+        prefix = settings.model_config.get("env_prefix", "").upper()
+        read = env_vars_of(settings) | COMMON_ENV
+        for name in list(os.environ):  # pydantic-settings matches names case-insensitively
+            if name.upper() in read or name.upper().startswith(prefix):
+                monkeypatch.delenv(name)
     for entry in container.get("env") or []:
         monkeypatch.setenv(entry["name"], _env_value(entry))
-    return settings()
+    return [settings() for settings in classes]
 
 
 @pytest.mark.parametrize("scenario", ALL)
@@ -215,3 +229,7 @@ def test_large_values_arrive_as_written(render: Callable[[str], Rendered]) -> No
     assert env["PREDICTOR_MAX_BODY_BYTES"] == "16777216"
     assert env["PREDICTOR_LEDGER_MAX_ROWS"] == "100000000"
     assert predictor["spec"]["replicas"] == 1000000
+    controller = render("large-hpa").get("Deployment", "mlops-retrain-controller")
+    env = {e["name"]: e.get("value") for e in controller["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["RETRAINING_DAILY_CAP"] == "1000000"
+    assert env["TRAINER_ROLLBACK_WINDOW_SECONDS"] == "31536000"

@@ -23,22 +23,34 @@ from tests.chart.conftest import (
 # Read by every service outside its prefix (docs/interfaces.md, "Names"), or by the MLflow client
 # library itself (MLFLOW_DISABLE_TELEMETRY), not by a Settings class.
 COMMON_ENV = {"MLFLOW_TRACKING_URI", "MLFLOW_DISABLE_TELEMETRY", "LOG_LEVEL", "LOG_FORMAT"}
-SETTINGS = {
-    "trainer": "trainer.config",
-    "predictor": "predictor.config",
-    "drift-monitor": "drift_monitor.config",
+# Container name -> the settings classes that read its environment. The retrain controller
+# (`trainer controller`) reads its own RETRAINING_* settings and, for the rollback check, the
+# trainer's own TRAINER_* ones.
+SETTINGS: dict[str, tuple[str, ...]] = {
+    "trainer": ("trainer.config.Settings",),
+    "predictor": ("predictor.config.Settings",),
+    "drift-monitor": ("drift_monitor.config.Settings",),
+    "retrain-controller": ("trainer.controller.config.ControllerSettings", "trainer.config.Settings"),
 }
 
 
-def settings_class(container: str) -> Any:
-    module = SETTINGS[container]
+def _import(dotted: str) -> Any:
+    module, _, name = dotted.rpartition(".")
     try:
-        return importlib.import_module(module).Settings
-    except ImportError as exc:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
         pytest.fail(
-            f"cannot import {module}.Settings ({exc}): is the service installed (`make setup`)?",
-            pytrace=False,
+            f"cannot import {dotted} ({exc}): is the service installed (`make setup`)?", pytrace=False
         )
+
+
+def settings_classes(container: str) -> list[Any]:
+    return [_import(dotted) for dotted in SETTINGS[container]]
+
+
+def env_vars_of_container(container: str) -> set[str]:
+    """Every variable the container's settings classes read."""
+    return set().union(*(env_vars_of(cls) for cls in settings_classes(container)))
 
 
 def env_vars_of(settings: Any) -> set[str]:
@@ -64,7 +76,7 @@ def test_env_names_are_settings_fields(renders: Renders, scenario: str) -> None:
             if container["name"] not in SETTINGS:
                 continue
             seen.add(container["name"])
-            known = env_vars_of(settings_class(container["name"])) | COMMON_ENV
+            known = env_vars_of_container(container["name"]) | COMMON_ENV
             known |= EXTRA_ENV_NAMES.get(scenario, set())
             unknown = sorted(set(env_names(container)) - known)
             assert not unknown, (
@@ -103,10 +115,36 @@ def test_chart_wired_names_exist_in_settings() -> None:
             "DRIFT_MONITOR_QUALITY_MAX_MAE_RATIO",
             "DRIFT_MONITOR_LABELS_MISSING_AFTER_SECONDS",
         },
+        "retrain-controller": {
+            "RETRAINING_HOST",
+            "RETRAINING_PORT",
+            "RETRAINING_ENABLED",
+            "RETRAINING_DRY_RUN",
+            "RETRAINING_COOLDOWN_SECONDS",
+            "RETRAINING_DAILY_CAP",
+            "RETRAINING_TRIGGER_ALERTS",
+            "RETRAINING_DRIFT_TRIGGER_ENABLED",
+            "RETRAINING_DRIFT_ALERTS",
+            "RETRAINING_DRIFT_MIN_AGE_SECONDS",
+            "RETRAINING_WEBHOOK_TOKEN",
+            "RETRAINING_LAUNCHER",
+            "RETRAINING_STATE_CONFIGMAP",
+            "RETRAINING_TRAINER_CRONJOB",
+            "RETRAINING_NAMESPACE",
+            "RETRAINING_ROLLBACK_CHECK_INTERVAL_SECONDS",
+            "TRAINER_MODEL_NAME",
+            "TRAINER_CHAMPION_ALIAS",
+            "TRAINER_LEDGER_DATABASE_URL",
+            "TRAINER_ROLLBACK_MIN_LABELS",
+            "TRAINER_ROLLBACK_MARGIN",
+            "TRAINER_ROLLBACK_WINDOW_SECONDS",
+            "TRAINER_LABEL_DELAY_SECONDS",
+        },
     }
+    wired["trainer"].add("TRAINER_LEDGER_DATABASE_URL")
     for container, names in wired.items():
-        missing = sorted(names - env_vars_of(settings_class(container)))
-        assert not missing, f"{container} Settings lack {missing}"
+        missing = sorted(names - env_vars_of_container(container))
+        assert not missing, f"{container} settings lack {missing}"
 
 
 def _predictor_app(monkeypatch: pytest.MonkeyPatch) -> Any:
