@@ -223,10 +223,13 @@ def test_controller_role_is_exactly_the_least_rbac(renders: Renders, scenario: s
     )
 
 
-def test_runs_use_the_trainer_identity_not_the_controllers(default: Rendered) -> None:
-    """A run's pod (the CronJob template the controller copies) has no token and no Role."""
-    pod = _one(default, "CronJob", "trainer")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+def test_runs_use_the_trainer_identity_not_the_controllers(default: Rendered, values: dict[str, Any]) -> None:
+    """A run's pod (the CronJob template the controller copies) has no token and no Role; its Job
+    goes away by itself (the CronJob's history limits do not cover the controller's Jobs)."""
+    job = _one(default, "CronJob", "trainer")["spec"]["jobTemplate"]["spec"]
+    pod = job["template"]["spec"]
     assert pod["serviceAccountName"] == RELEASE and pod["automountServiceAccountToken"] is False
+    assert job["ttlSecondsAfterFinished"] == values["trainer"]["job"]["ttlSecondsAfterFinished"]
 
 
 # ------------------------------------------------------------------------------ state and token
