@@ -22,6 +22,7 @@ import uvicorn
 from prometheus_client import REGISTRY
 
 from scripts.local_stack import wait_for
+from trainer.config import Settings
 from trainer.controller.app import create_app
 from trainer.controller.config import ControllerSettings
 from trainer.controller.service import build_service
@@ -95,12 +96,13 @@ class Controller:
 
     settings: ControllerSettings
     clock: Clock
+    trainer_settings: Settings | None = None
     server: uvicorn.Server = field(init=False)
     thread: threading.Thread = field(init=False)
     url: str = field(init=False)
 
     def __post_init__(self) -> None:
-        app = create_app(self.settings, build_service(self.settings, clock=self.clock))
+        app = create_app(self.settings, build_service(self.settings, clock=self.clock), self.trainer_settings)
         self.server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False)
         )
@@ -166,8 +168,10 @@ def start(home: Path) -> Iterator[Any]:
     """start(clock=..., **settings) → a running Controller on `home`'s state file; all stopped at the end."""
     started: list[Controller] = []
 
-    def _start(clock: Clock | None = None, **overrides: Any) -> Controller:
-        controller = Controller(controller_settings(home, **overrides), clock or Clock())
+    def _start(
+        clock: Clock | None = None, trainer_settings: Settings | None = None, **overrides: Any
+    ) -> Controller:
+        controller = Controller(controller_settings(home, **overrides), clock or Clock(), trainer_settings)
         started.append(controller)
         return controller
 

@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any, NoReturn
@@ -65,10 +66,17 @@ def create_app(
                 log.debug("traceback", exc_info=True)
             await asyncio.sleep(settings.status_interval_seconds)
 
+    # Its own thread, not the loop's default executor: a check stuck on an unreachable MLflow (its client
+    # retries for minutes) must not hold up the shutdown, which waits for the default executor.
+    rollback_executor = ThreadPoolExecutor(1, thread_name_prefix="rollback-check")
+
     async def rollback_loop() -> None:
         assert trainer_settings is not None
+        loop = asyncio.get_running_loop()
         while True:
-            verdict = await asyncio.to_thread(check_rollback, trainer_settings, service.events)
+            verdict = await loop.run_in_executor(
+                rollback_executor, check_rollback, trainer_settings, service.events
+            )
             last_rollback_check.clear()
             last_rollback_check.update(verdict)
             await asyncio.sleep(settings.rollback_check_interval_seconds)
@@ -99,6 +107,7 @@ def create_app(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        rollback_executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="retrain controller", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -201,7 +201,9 @@ class RetrainService:
 
 
 def _event_message(decision: Decision) -> str:
-    model = f" {decision.model_name} v{decision.model_version}" if decision.model_name else ""
+    model = f" {decision.model_name}" if decision.model_name else ""
+    if decision.model_version:
+        model += f" v{decision.model_version}"
     text = f"{decision.decision}/{decision.reason}: alert {decision.alertname}{model} (fingerprint {decision.fingerprint})"
     if decision.run:
         text += f", run {decision.run}"
