@@ -9,6 +9,7 @@ rollback, uninstall.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -41,6 +42,10 @@ class Release:
     ns: kube.Namespace
     predictor_image: str = ""
     forwards: dict[str, kube.PortForward] = field(default_factory=dict)
+    labelled: label_feed.LabelledTraffic | None = None
+    """The summer bookings whose labels the feedback test posted."""
+    controller_state: dict | None = None
+    """The retrain controller's state after its run, to compare after a restart and an upgrade."""
 
     def forward(self, service: str, port: int) -> str:
         """A port-forward to the Service, reopened when the pod behind it went away."""
@@ -250,7 +255,89 @@ def test_feedback_path_on_the_in_cluster_database(release: Release, stage) -> No
             300, interval=5, what="ModelQualityDegraded firing",
         )  # fmt: skip
     assert firing[0]["labels"]["model_version"] == version["model_version"]
+    release.labelled = sent
 
+
+def test_quality_alert_retrains_in_the_cluster(release: Release, stage) -> None:
+    """The closed loop in the cluster: Alertmanager's webhook reaches the retrain controller, which creates
+    one training Job from the trainer CronJob's template; the run trains on the data plus the labelled
+    ledger rows, the paired gate promotes, every predictor pod follows. The controller's state survives
+    a restart of its pod; its ServiceAccount can do what it needs and nothing else."""
+    ns = release.ns
+    created_by = "app.kubernetes.io/created-by=retrain-controller"
+    with stage("ModelQualityDegraded → Alertmanager → retrain controller → training Job"):
+        [job] = kube.wait_for(lambda: ns.items("jobs", "-l", created_by), 300, interval=5,
+                              what="a Job created by the retrain controller")  # fmt: skip
+    name = job["metadata"]["name"]
+    assert job["metadata"]["ownerReferences"][0]["name"] == f"{RELEASE}-trainer"  # removed with the release
+    cronjob = ns.get("cronjob", f"{RELEASE}-trainer")
+    template = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == template["containers"][0]["image"]
+    assert job["spec"]["template"]["spec"]["securityContext"] == template["securityContext"]
+    with stage("training Job: the data plus the labelled ledger rows, paired gate"):
+        logs = ns.wait_job(name, 900)
+    outcome = trainer_outcome(ns.kubectl("logs", f"job/{name}", "-c", "trainer", "--tail=-1"))
+    assert outcome["ledger"]["used"] is True and outcome["ledger"]["rows"] >= LABELLED_ROWS, outcome
+    assert outcome["gate"]["kind"] == "paired-recent-labels" and outcome["gate"]["high"] < 0, outcome
+    assert outcome["promoted"] is True and outcome["version"] == "2", logs[-3000:]
+    with stage("every predictor pod follows @champion to v2"):
+        kube.wait_for(lambda: set(release.served_versions().values()) == {"2"}, 180, interval=5,
+                      what="every predictor pod serving version 2")  # fmt: skip
+
+    # The controller learns the Job's outcome on its next status check.
+    state = kube.wait_for(lambda: (st := controller_state(release))["running"] is None and st, 120,
+                          interval=5, what="the controller seeing its run finished")  # fmt: skip
+    assert state["last_outcome"] == "succeeded", state
+    assert len(state["runs"]) == 1 and state["fingerprints"], state
+    reasons = ns.kubectl("get", "events", "--field-selector", "reason=RetrainStarted", "-o", "name")
+    assert reasons.strip(), "no RetrainStarted Event"
+    with stage("retrain controller pod deleted; its state intact after the restart"):
+        [pod] = ns.pods("retrain-controller", RELEASE)
+        ns.kubectl("delete", "pod", pod["metadata"]["name"], "--wait", timeout=120)
+        ns.kubectl(
+            "rollout", "status", f"deployment/{RELEASE}-retrain-controller", "--timeout=5m", timeout=330
+        )
+        assert controller_state(release) == state
+    release.controller_state = state
+
+    account = f"system:serviceaccount:{NAMESPACE}:{RELEASE}-retrain-controller"
+    allowed = {("create", "jobs.batch"): "yes", ("list", "jobs.batch"): "yes", ("delete", "jobs.batch"): "no",
+               ("create", "pods"): "no", ("get", "secrets"): "no", ("list", "configmaps"): "no",
+               ("update", f"configmaps/{RELEASE}-mlflow"): "no", ("create", "cronjobs.batch"): "no"}  # fmt: skip
+    answers = {
+        (verb, what): ns.kubectl("auth", "can-i", verb, what, "--as", account, check=False).strip()
+        for verb, what in allowed
+    }
+    assert answers == allowed
+
+
+def controller_state(release: Release) -> dict:
+    """GET /v1/state through a port-forward, with the webhook token from the release's Secret."""
+    deployment = release.ns.get("deployment", f"{RELEASE}-retrain-controller")
+    env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    ref = next(e["valueFrom"]["secretKeyRef"] for e in env if e["name"] == "RETRAINING_WEBHOOK_TOKEN")
+    secret = release.ns.get("secret", ref["name"])
+    token = base64.b64decode(secret["data"][ref["key"]]).decode()
+    url = release.forward("retrain-controller", 8080)
+    response = kube.wait_for(
+        lambda: _get_or_none(f"{url}/v1/state", token), 120, interval=2, what="the controller's /v1/state"
+    )
+    return response
+
+
+def _get_or_none(url: str, token: str) -> dict | None:
+    try:
+        response = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    except httpx.HTTPError:
+        return None  # the port-forward reconnects to the new pod
+    return response.json() if response.status_code == 200 else None
+
+
+def test_ledger_survives_a_database_pod_restart(release: Release, stage) -> None:
+    """The database pod deleted; once it is back the ledger still holds every prediction and label."""
+    url = release.forward("predictor", 8080)
+    assert release.labelled is not None, "the feedback test did not run"
+    sent = release.labelled
     with stage("ledger database pod deleted; the ledger intact after it restarts"):
         [database] = release.ns.pods("ledger-database", RELEASE)
         release.ns.kubectl("delete", "pod", database["metadata"]["name"], "--wait", timeout=120)
@@ -356,10 +443,14 @@ def test_helm_upgrade_rolls_pods_with_zero_failed_requests(release: Release, sta
     env = {e["name"]: e.get("value") for e in after[0]["spec"]["containers"][0]["env"]}
     assert env["PREDICTOR_SAMPLE_BUFFER_SIZE"] == "5000"
     assert result["ok"] > 100 and not result["failed"], result
+    # The upgrade re-applied the state ConfigMap's manifest: what the controller wrote into it is kept.
+    assert release.controller_state is not None, "the closed-loop test did not run"
+    assert controller_state(release) == release.controller_state
 
 
 def test_new_champion_is_followed_without_restart(release: Release, stage) -> None:
-    """A training Job from the CronJob registers version 2; `trainer promote` makes it champion."""
+    """A training Job from the CronJob registers version 3 (v2 came from the retrain controller's run);
+    `trainer promote` makes it champion."""
     # The upgrade's load scaled the HPA up: let it settle, so no pod goes away during the check.
     kube.wait_for(lambda: hpa_replicas(release) == 1, 420, interval=5, what="HPA at 1 replica")
     release.ns.kubectl("rollout", "status", f"deployment/{RELEASE}-predictor", "--timeout=5m", timeout=330)
@@ -371,12 +462,12 @@ def test_new_champion_is_followed_without_restart(release: Release, stage) -> No
         release.ns.wait_job(job, 900)
     # The trainer container only: the wait-for-mlflow init container prints its own JSON outcome.
     outcome = trainer_outcome(release.ns.kubectl("logs", f"job/{job}", "-c", "trainer", "--tail=-1"))
-    assert outcome["version"] == "2", outcome
+    assert outcome["version"] == "3", outcome
     mlflow = release.forward("mlflow", 5000)
-    with stage("trainer promote --version 2, followed by every pod"):
-        promote(mlflow, "2")
-        kube.wait_for(lambda: set(release.served_versions().values()) == {"2"}, 120, interval=5,
-                      what="every predictor pod serving version 2")  # fmt: skip
+    with stage("trainer promote --version 3, followed by every pod"):
+        promote(mlflow, "3")
+        kube.wait_for(lambda: set(release.served_versions().values()) == {"3"}, 120, interval=5,
+                      what="every predictor pod serving version 3")  # fmt: skip
     pods_after = {p["metadata"]["name"]: p["status"]["containerStatuses"][0]["restartCount"]
                   for p in release.predictor_pods()}  # fmt: skip
     assert pods_after == pods_before, "a pod was replaced or restarted to follow the alias"
@@ -404,7 +495,8 @@ def test_helm_rollback_and_model_rollback(release: Release, stage) -> None:
     pods = release.predictor_pods()
     env = {e["name"]: e.get("value") for e in pods[0]["spec"]["containers"][0]["env"]}
     assert env["PREDICTOR_SAMPLE_BUFFER_SIZE"] == "10000"
-    assert not release.ns.kubectl("get", "cronjob", f"{RELEASE}-trainer", "--ignore-not-found").strip()
+    # Revision 1 has no schedule: the CronJob is there only as the retrain controller's Job template.
+    assert release.ns.get("cronjob", f"{RELEASE}-trainer")["spec"]["suspend"] is True
     with stage("model rollback: trainer promote --version 1"):
         promote(release.forward("mlflow", 5000), "1")
         kube.wait_for(lambda: set(release.served_versions().values()) == {"1"}, 120, interval=5,

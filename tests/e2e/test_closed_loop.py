@@ -204,3 +204,63 @@ def test_alertmanager_repeats_and_drift_alerts_start_nothing(closed: ClosedLoop)
     assert len(closed_loop.controller_state(loop)["runs"]) == runs
     unauthorised = httpx.post(f"{loop.controller.url}/v1/alerts", json=body, timeout=10)  # type: ignore[union-attr]
     assert unauthorised.status_code == 401
+
+
+def test_a_failed_run_is_reported_and_the_champion_untouched(closed: ClosedLoop, tmp_path: Path) -> None:
+    """A run on bad data (a dataset file that does not exist): the controller records the failure (state,
+    `trainer_controller_retrain_runs_total{outcome="failed"}`) and nobody moves the champion."""
+    loop = closed.loop
+    champion = closed_loop.champion_version(loop.mlflow.url)
+    token = uuid.uuid4().hex
+    controller = stack.start_controller(
+        tmp_path,
+        loop.mlflow.url,
+        token=token,
+        settings={
+            "RETRAINING_TRAIN_COMMAND": f"{stack.VENV_BIN / 'trainer'} train --dataset {tmp_path / 'missing.csv'}",
+            "RETRAINING_ROLLBACK_CHECK_INTERVAL_SECONDS": "0",
+        },
+    )
+    try:
+        body = {
+            "version": "4",
+            "status": "firing",
+            "receiver": "retraining-webhook",
+            "groupLabels": {"alertname": "ModelQualityDegraded"},
+            "commonLabels": {},
+            "commonAnnotations": {},
+            "externalURL": "http://127.0.0.1",
+            "groupKey": '{}:{alertname="ModelQualityDegraded"}',
+            "truncatedAlerts": 0,
+            "alerts": [
+                {
+                    "status": "firing",
+                    "labels": {
+                        "alertname": "ModelQualityDegraded",
+                        "model_name": MODEL,
+                        "model_version": champion,
+                    },
+                    "annotations": {},
+                    "startsAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "endsAt": "0001-01-01T00:00:00Z",
+                    "generatorURL": "",
+                    "fingerprint": uuid.uuid4().hex[:16],
+                }
+            ],
+        }
+        headers = {"Authorization": f"Bearer {token}"}
+        response = httpx.post(f"{controller.url}/v1/alerts", json=body, headers=headers, timeout=10)
+        assert response.status_code == 200, response.text
+        assert [d["decision"] for d in response.json()["decisions"]] == ["started"]
+
+        def finished() -> dict | None:
+            state = httpx.get(f"{controller.url}/v1/state", headers=headers, timeout=5).json()
+            return state if state["running"] is None else None
+
+        state = stack.wait_for(finished, timeout=120, interval=1, what="the failing run to be seen as ended")
+        assert state["last_outcome"] == "failed", state
+        metrics = httpx.get(f"{controller.url}/metrics", timeout=5).text
+        assert 'trainer_controller_retrain_runs_total{outcome="failed"} 1.0' in metrics
+    finally:
+        controller.stop()
+    assert closed_loop.champion_version(loop.mlflow.url) == champion
