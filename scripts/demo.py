@@ -224,9 +224,11 @@ def closed_loop_stages(loop: stack.Loop, before: dict) -> None:
         f"(v{old} scored on the same {served['labelled_rows']} rows; v{new} served them; "
         f"v{old} had {early_mae:.2f} live on the earlier summer traffic)"
     )
+    prometheus = loop.prometheus
+    assert prometheus is not None  # the closed loop runs only with the monitoring trio
     with stage("waiting for ModelQualityDegraded to resolve"):
         stack.wait_for(
-            lambda: not [a for a in stack.prometheus_alerts(loop.prometheus.url, "ModelQualityDegraded")],
+            lambda: not stack.prometheus_alerts(prometheus.url, "ModelQualityDegraded"),
             timeout=180,
             interval=1,
             what="ModelQualityDegraded resolved in Prometheus",

@@ -1,5 +1,7 @@
-"""`trainer` console script: `trainer train` (one training run), `trainer promote --version N` and
-`trainer wait-for-mlflow` (the chart's init container: block until MLflow answers /health).
+"""`trainer` console script: `trainer train` (one training run), `trainer promote --version N`,
+`trainer rollback` (champion back to the `previous` version; `--check`: the automatic check once),
+`trainer controller` (the retrain controller's web server) and `trainer wait-for-mlflow` (the chart's
+init container: block until MLflow answers /health).
 
 Flags override the TRAINER_* environment variables. Exit status: 0 when the command completed (whether
 or not the new model became champion); 1 for a problem to fix at runtime (bad data, MLflow unreachable),
@@ -55,6 +57,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     promote.add_argument("--version", required=True, help="model version to make champion")
     promote.add_argument("--model-name", help="registered model (TRAINER_MODEL_NAME)")
+    rollback = sub.add_parser(
+        "rollback",
+        help="move the champion alias back to the 'previous' version (or, with --check, decide from live labels)",
+    )
+    rollback.add_argument("--reason", default="manual rollback", help="why (tagged on the demoted version)")
+    rollback.add_argument("--model-name", help="registered model (TRAINER_MODEL_NAME)")
+    rollback.add_argument(
+        "--check",
+        action="store_true",
+        help="run the automatic check once: roll back only if live labels show the champion worse",
+    )
+    sub.add_parser(
+        "controller",
+        help="the retrain controller: Alertmanager webhooks → guarded training runs, automatic rollback",
+    )
     sub.add_parser(
         "wait-for-mlflow",
         help="exit 0 once MLflow answers /health, 1 after TRAINER_MLFLOW_WAIT_SECONDS without an answer",
@@ -88,8 +105,25 @@ def run_promote(settings: Settings, version: str) -> dict[str, object]:
     }
 
 
+def run_rollback(settings: Settings, reason: str, check: bool) -> dict[str, object]:
+    from mlflow import MlflowClient
+
+    from trainer.mlflow_health import wait_for_mlflow
+    from trainer.rollback import auto_rollback, rollback
+
+    wait_for_mlflow(settings.mlflow_tracking_uri, settings.mlflow_wait_seconds)
+    if check:
+        return auto_rollback(settings).summary()
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    return rollback(client, settings.model_name, settings.champion_alias, reason).summary()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.command == "controller":  # its own settings (RETRAINING_*), logging and exit codes
+        from trainer.controller.app import serve
+
+        return serve()
     try:
         settings = load_settings(args)
     except ValidationError as exc:  # before logging is set up: its level and format are settings too
@@ -107,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "promote":
             outcome = run_promote(settings, args.version)
             log.info("alias moved", extra=outcome)
+        elif args.command == "rollback":
+            outcome = run_rollback(settings, args.reason, args.check)
         else:
             from trainer.mlflow_health import wait_for_mlflow
 

@@ -66,10 +66,44 @@ class Settings(BaseSettings):
     """Fewer usable rows than this is an error."""
     mlflow_wait_seconds: float = Field(120, ge=0)
     """How long to retry an unreachable MLflow server (the Job may start before MLflow)."""
+    ledger_database_url: str | None = None
+    """The predictor's predictions ledger (read-only): labelled production rows join the training data and
+    judge the gate. Unset → the dataset alone and the test-window gate. postgresql:// or sqlite:///path.db."""
+    ledger_window_days: float = Field(28, gt=0)
+    """Labelled predictions made in the last this many days are used."""
+    ledger_min_rows: int = Field(200, ge=1)
+    """Fewer labelled ledger rows than this → the ledger is ignored (said in the run and the log)."""
+    gate_recent_fraction: float = Field(0.3, gt=0, lt=1)
+    """Newest share of the labelled rows held out for the paired gate (never fitted on)."""
+    gate_min_rows: int = Field(100, ge=1)
+    """Fewer held-out rows newer than the champion's own → the test-window gate, as without a ledger."""
+    gate_min_improvement: float = Field(0.0, ge=0)
+    """Promote only if the bootstrap 95% interval of MAE(challenger) − MAE(champion) lies below −this."""
+    gate_bootstrap_samples: int = Field(2000, ge=100)
+    """Bootstrap resamples of the paired MAE difference."""
+    rollback_min_labels: int = Field(100, ge=1)
+    """Matured labels the new champion needs since its promotion before the automatic check judges it."""
+    rollback_margin: float = Field(0.05, ge=0)
+    """Roll back when the new champion's live MAE > the previous champion's × (1 + this)."""
+    rollback_window_seconds: float = Field(604800, gt=0)
+    """The previous champion's baseline: its labelled predictions in [promoted_at − this, promoted_at)."""
+    label_delay_seconds: float = Field(0, ge=0)
+    """Only labels received at least this long ago count for the rollback check (matured labels)."""
 
     _split_lists = field_validator("drop_columns", "candidates", mode="before")(_split_csv)
     _log_level_upper = field_validator("log_level", mode="before")(_upper)
     _log_format_unset = field_validator("log_format", mode="before")(_empty_is_unset)
+    _ledger_unset = field_validator("ledger_database_url", mode="before")(_empty_is_unset)
+
+    @field_validator("ledger_database_url")
+    @classmethod
+    def _supported_ledger(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from trainer.ledger import normalise_url  # SQLAlchemy: only when a ledger is set
+
+        normalise_url(value)  # ValueError names the problem, never the URL (it may hold a password)
+        return value
 
     @field_validator("candidates")
     @classmethod

@@ -9,6 +9,21 @@ def _table(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def _production_rows(ledger: dict[str, object]) -> str:
+    if not ledger.get("used"):
+        return f"Production labels: not used ({ledger.get('reason', 'no ledger')}).\n"
+    return f"""## Production labels
+{ledger["rows"]} labelled predictions from the ledger ({ledger["from"]} → {ledger["until"]},
+sha256 `{ledger["digest"]}`), in time order:
+- the oldest {ledger["fit_rows"]} were added to training + validation for the refit;
+- the next {ledger["calibration_rows"]} set the price level: predictions are multiplied by
+  {ledger["factor"]} (Σ actual / Σ predicted on those rows, bounded to 0.5…2), because the year's level is
+  in no feature and the trees would average the recent rows with the same months of earlier years;
+- the newest {ledger["gate_rows"]} were held out for the gate: both models on the same rows, paired.
+The drift reference of this version is a sample of the ledger rows it learned from.
+"""
+
+
 def render(
     *,
     model_name: str,
@@ -21,6 +36,7 @@ def render(
     validation: dict[str, dict[str, float]],
     test: dict[str, dict[str, float]],
     decision: str,
+    ledger: dict[str, object] | None = None,
 ) -> str:
     return f"""# Model card: {model_name}
 
@@ -48,6 +64,7 @@ Test (winner refitted on train + validation; baseline predicts the training mean
 
 {_table(test)}
 
+{_production_rows(ledger or {})}
 Registry decision: {decision}.
 
 ## Limitations

