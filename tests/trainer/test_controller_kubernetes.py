@@ -86,7 +86,7 @@ class FakeApi:
             CRONJOB: {
                 "apiVersion": "batch/v1",
                 "kind": "CronJob",
-                "metadata": {"name": CRONJOB, "namespace": NAMESPACE},
+                "metadata": {"name": CRONJOB, "namespace": NAMESPACE, "uid": "cronjob-uid"},
                 "spec": {
                     "schedule": "0 3 * * 0",
                     "suspend": True,
@@ -230,6 +230,16 @@ def test_an_alert_creates_a_job_from_the_cronjob_template_and_learns_its_failure
         "app.kubernetes.io/created-by": "retrain-controller",
     }
     assert job["metadata"]["annotations"] == {"mlops.example/trigger": "ModelQualityDegraded/k1"}
+    # Owned by the CronJob, as `kubectl create job --from=cronjob/…` makes it: uninstalling takes it along.
+    assert job["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "name": CRONJOB,
+            "uid": "cronjob-uid",
+            "controller": True,
+        }
+    ]
     assert fake.state()["running"] == {
         "name": name,
         "started_at": "2026-07-01T12:00:00Z",

@@ -176,6 +176,19 @@ class KubernetesLauncher:
                         **(meta.annotations or {}),
                         TRIGGER_ANNOTATION: f"{trigger.alertname}/{trigger.fingerprint}",
                     },
+                    # Owned by the CronJob, as `kubectl create job --from=cronjob/…` does: deleting the
+                    # CronJob (helm uninstall) takes its retrain Jobs and their pods with it.
+                    owner_references=[
+                        client.V1OwnerReference(
+                            api_version="batch/v1",
+                            kind="CronJob",
+                            name=cronjob.metadata.name,
+                            uid=cronjob.metadata.uid,
+                            controller=True,
+                        )
+                    ]
+                    if cronjob.metadata and cronjob.metadata.uid
+                    else None,
                 ),
                 spec=template.spec,
             )
