@@ -505,13 +505,15 @@ def test_helm_rollback_and_model_rollback(release: Release, stage) -> None:
 
 
 # What `helm uninstall` leaves behind, as k8s/README.md ("Minikube") and docs/operations.md say: the MLflow
-# and ledger database PVCs and the database's password Secret (helm.sh/resource-policy: keep), the last
-# trainer hook Job with its pod (deleted by its TTL)
+# and ledger database PVCs, the database's password Secret and the retrain controller's state ConfigMap
+# (helm.sh/resource-policy: keep; the webhook token Secret is not kept), the last trainer hook Job with
+# its pod (deleted by its TTL)
 # and the last `helm test` pod (hooks are not part of the release; the next `helm test` replaces it).
 KEPT_AFTER_UNINSTALL = {
     f"persistentvolumeclaim/{RELEASE}-mlflow",
     f"persistentvolumeclaim/{RELEASE}-ledger-database",
     f"secret/{RELEASE}-ledger-database",
+    f"configmap/{RELEASE}-retrain-controller",
     f"job.batch/{RELEASE}-trainer",
     f"pod/{RELEASE}-trainer-*",
     f"pod/{RELEASE}-test",
@@ -534,6 +536,7 @@ def test_helm_uninstall_keeps_only_what_the_docs_say(release: Release, stage) ->
         "delete", "pvc", f"{RELEASE}-mlflow", f"{RELEASE}-ledger-database", "--wait", timeout=120
     )
     release.ns.kubectl("delete", "secret", f"{RELEASE}-ledger-database", timeout=60)
+    release.ns.kubectl("delete", "configmap", f"{RELEASE}-retrain-controller", timeout=60)
 
 
 def leftovers(release: Release) -> set[str]:
