@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
 
 from trainer.config import Settings
 from trainer.errors import TrainerError
@@ -69,16 +70,17 @@ def rollback(
             f"model {model_name!r} has no {PREVIOUS_ALIAS!r} alias: nothing to roll back to "
             f"(use `trainer promote --version N` to choose a version)"
         )
+    restored = _version(previous)
     champion = current_version(client, model_name, alias)
-    demoted = champion.version if champion is not None else None
-    client.set_registered_model_alias(model_name, alias, previous.version)
-    client.set_model_version_tag(model_name, previous.version, "promoted_at", iso_utc(now))
-    if demoted is not None and demoted != previous.version:
+    demoted = _version(champion) if champion is not None else None
+    client.set_registered_model_alias(model_name, alias, restored)
+    client.set_model_version_tag(model_name, restored, "promoted_at", iso_utc(now))
+    if demoted is not None and demoted != restored:
         client.set_model_version_tag(model_name, demoted, "rolled_back", "true")
         client.set_model_version_tag(model_name, demoted, "rollback_reason", reason)
         client.set_model_version_tag(model_name, demoted, "promoted", "false")
     client.delete_registered_model_alias(model_name, PREVIOUS_ALIAS)
-    outcome = RollbackOutcome(model_name, demoted, previous.version, reason)
+    outcome = RollbackOutcome(model_name, demoted, restored, reason)
     log.warning("model rolled back", extra=outcome.summary())
     return outcome
 
@@ -106,8 +108,8 @@ def auto_rollback(settings: Settings, now: datetime | None = None) -> RollbackVe
             action=action,
             reason=reason,
             model_name=name,
-            from_version=champion.version if champion is not None else None,
-            to_version=previous.version if previous is not None else None,
+            from_version=_version(champion) if champion is not None else None,
+            to_version=_version(previous) if previous is not None else None,
             new_mae=new_mae,
             previous_mae=previous_mae,
             labelled_rows=rows,
@@ -131,7 +133,7 @@ def auto_rollback(settings: Settings, now: datetime | None = None) -> RollbackVe
 
     matured = now - timedelta(seconds=settings.label_delay_seconds)
     url = settings.ledger_database_url
-    new_mae, rows = version_mae(url, name, champion.version, promoted_at, now, matured)
+    new_mae, rows = version_mae(url, name, _version(champion), promoted_at, now, matured)
     if new_mae is None or rows < settings.rollback_min_labels:
         return verdict(
             "waiting",
@@ -141,7 +143,7 @@ def auto_rollback(settings: Settings, now: datetime | None = None) -> RollbackVe
         )
     baseline_start = promoted_at - timedelta(seconds=settings.rollback_window_seconds)
     previous_mae, previous_rows = version_mae(
-        url, name, previous.version, baseline_start, promoted_at, matured
+        url, name, _version(previous), baseline_start, promoted_at, matured
     )
     if previous_mae is None:
         return verdict(
@@ -158,14 +160,21 @@ def auto_rollback(settings: Settings, now: datetime | None = None) -> RollbackVe
             f"previous v{previous.version} {previous_mae:.3f} ({previous_rows} labels) × (1 + {settings.rollback_margin:g})"
         )
         rollback(client, name, settings.champion_alias, reason, now=now)
-        client.set_model_version_tag(name, champion.version, ROLLBACK_CHECK_TAG, "rolled_back")
+        client.set_model_version_tag(name, _version(champion), ROLLBACK_CHECK_TAG, "rolled_back")
         return verdict("rolled_back", reason, new_mae, previous_mae, rows)
     reason = (
         f"live MAE of v{champion.version} {new_mae:.3f} ({rows} labels since promotion) <= "
         f"previous v{previous.version} {previous_mae:.3f} ({previous_rows} labels) × (1 + {settings.rollback_margin:g})"
     )
-    client.set_model_version_tag(name, champion.version, ROLLBACK_CHECK_TAG, "kept")
+    client.set_model_version_tag(name, _version(champion), ROLLBACK_CHECK_TAG, "kept")
     return verdict("kept", reason, new_mae, previous_mae, rows)
+
+
+def _version(model_version: ModelVersion) -> str:
+    # MLflow's SQL stores (sqlite:///, postgresql://) answer the version as an int, its REST store as a
+    # string: the ledger's model_version column is text (an int fails the PostgreSQL query), and the
+    # summaries promise strings.
+    return str(model_version.version)
 
 
 def _parse_time(value: str | None) -> datetime | None:
