@@ -72,7 +72,7 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Logged]:
     try:
         experiment_id = client.create_experiment("contract", (home / "artifacts").as_uri())
         with mlflow.start_run(experiment_id=experiment_id):
-            model_uri = log_model_and_reference(settings, model, features, w, split)
+            model_uri = log_model_and_reference(settings, model, features, w.X_fit, w.X_fit, split)
         version = str(mlflow.register_model(model_uri, MODEL_NAME).version)
         client.set_registered_model_alias(MODEL_NAME, "champion", version)
         yield Logged(uri, client, version, features, w, model)

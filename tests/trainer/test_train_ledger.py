@@ -195,6 +195,16 @@ def prepared_columns() -> pd.DataFrame:
     ).X
 
 
+def test_the_quality_yardstick_is_the_error_on_the_gate_rows(registry: Registry, retrained: dict) -> None:
+    """The version's reference_mae (what ModelQualityDegraded compares with) is its MAE on the newest
+    held-out rows, in the regime it was retrained for, not on the dataset's validation window."""
+    run = registry.client.get_run(retrained["run_id"])
+    assert run.data.tags["reference_mae_rows"] == "ledger-gate-rows"
+    assert run.data.metrics["reference_mae"] == pytest.approx(retrained["gate"]["challenger_mae"], abs=1e-3)
+    first_run = registry.client.get_run(registry.client.get_model_version(MODEL, "1").run_id)
+    assert first_run.data.tags["reference_mae_rows"] == "validation"
+
+
 def test_the_drift_reference_is_what_the_model_learned_the_new_regime_from(
     registry: Registry, retrained: dict
 ) -> None:

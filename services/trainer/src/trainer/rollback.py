@@ -114,7 +114,9 @@ def auto_rollback(settings: Settings, now: datetime | None = None) -> RollbackVe
             previous_mae=previous_mae,
             labelled_rows=rows,
         )
-        log.info("rollback check", extra=result.summary())
+        # The controller checks every few seconds: only a decision is worth an INFO line.
+        level = logging.INFO if action in ("kept", "rolled_back") else logging.DEBUG
+        log.log(level, "rollback check", extra=result.summary())
         return result
 
     champion = current_version(client, name, settings.champion_alias)
