@@ -4,4 +4,5 @@ import sys
 
 from trainer.controller.app import serve
 
-sys.exit(serve())
+if __name__ == "__main__":  # importing the package's modules (the image build does) must not serve
+    sys.exit(serve())
