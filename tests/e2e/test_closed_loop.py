@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -21,7 +21,7 @@ import pytest
 from scripts import closed_loop
 from scripts import labels as label_feed
 from scripts import local_stack as stack
-from scripts.traffic import hotel_windows
+from scripts.traffic import hotel_windows, to_records
 
 pytestmark = pytest.mark.e2e
 
@@ -33,6 +33,8 @@ MODEL = "hotel-adr"
 class ClosedLoop:
     loop: stack.Loop
     ledger_url: str
+    reports: dict[str, dict] = field(default_factory=dict)
+    """The drift monitor's report per phase, for later tests of the module."""
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +90,13 @@ def labelled_window(loop: stack.Loop, mode: str) -> tuple[label_feed.LabelledTra
 
 
 def quality(loop: stack.Loop, ledger_url: str, since: float) -> dict[str, dict]:
+    """Live quality per model version (the drift monitor's run over the window since `since`)."""
+    report = monitor(loop, ledger_url, since)
+    return {v["model_version"]: v for v in report["quality"]["versions"]}
+
+
+def monitor(loop: stack.Loop, ledger_url: str, since: float) -> dict:
+    """One drift-monitor run (drift and quality) over the window since `since`: its JSON report."""
     code, report, log = stack.run_drift_monitor(
         loop,
         window_seconds=time.time() - since + 1,
@@ -98,7 +107,7 @@ def quality(loop: stack.Loop, ledger_url: str, since: float) -> dict[str, dict]:
         },
     )
     assert code == 0 and report is not None and report["quality"] is not None, log[-4000:]
-    return {v["model_version"]: v for v in report["quality"]["versions"]}
+    return report
 
 
 def test_quality_alert_retrains_promotes_and_later_traffic_is_served_better(closed: ClosedLoop) -> None:
@@ -110,7 +119,8 @@ def test_quality_alert_retrains_promotes_and_later_traffic_is_served_better(clos
 
     # Production sees the first half of summer 2017 and its true prices: the champion is biased low.
     _, early_started = labelled_window(loop, "summer_early")
-    assert quality(loop, ledger, early_started)[old]["degraded"] is True
+    closed.reports["summer_early"] = early = monitor(loop, ledger, early_started)
+    assert {v["model_version"]: v for v in early["quality"]["versions"]}[old]["degraded"] is True
     stack.wait_for_alert(loop, "ModelQualityDegraded", timeout=240)
 
     # Alertmanager → controller → one training run on the data plus the labelled ledger rows.
@@ -153,6 +163,38 @@ def test_quality_alert_retrains_promotes_and_later_traffic_is_served_better(clos
         what="the rollback check keeping the new champion",
     )
     assert closed_loop.champion_version(loop.mlflow.url) == new
+
+
+def test_the_new_champion_measures_drift_from_what_it_learned(closed: ClosedLoop) -> None:
+    """The reference rebase: the retrained version's drift reference is the ledger rows it was fitted and
+    calibrated on (the oldest labelled rows of the early summer), so that traffic, sent again, is no drift
+    for it, while the same window was drift against the old champion's reference (the 2015-17 bookings).
+    Later traffic can still drift from it (a new month is a new month): the drift trigger is off by default."""
+    from mlflow import MlflowClient
+
+    loop = closed.loop
+    assert "summer_early" in closed.reports, "the closed-loop test did not run"
+    client = MlflowClient(loop.mlflow.url)
+    new = closed_loop.champion_version(loop.mlflow.url)
+    old = client.get_model_version_by_alias(MODEL, "previous").version
+    before = {v["model_version"]: v for v in closed.reports["summer_early"]["versions"]}
+    assert before[old]["drift_detected"] is True, before[old]
+
+    tags = client.get_run(client.get_model_version(MODEL, new).run_id).data.tags
+    learned = int(tags["ledger_fit_rows"]) + int(tags["ledger_calibration_rows"])
+    windows = hotel_windows()
+    records = to_records(windows.frame("summer_early").head(learned), drop=(windows.target,))
+    started = time.time()
+    with httpx.Client(timeout=30) as http:
+        for n, start in enumerate(range(0, learned, 20)):
+            url = loop.predictor_urls[n % len(loop.predictor_urls)]
+            response = http.post(
+                f"{url}/v1/models/{MODEL}:predict", json={"instances": records[start : start + 20]}
+            )
+            assert response.status_code == 200, response.text
+    after = {v["model_version"]: v for v in monitor(loop, closed.ledger_url, started)["versions"]}
+    assert set(after) == {new}
+    assert after[new]["enough_data"] is True and after[new]["drift_detected"] is False, after[new]
 
 
 def test_alertmanager_repeats_and_drift_alerts_start_nothing(closed: ClosedLoop) -> None:

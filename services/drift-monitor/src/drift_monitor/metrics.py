@@ -127,7 +127,7 @@ QUALITY_METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "model_quality_mae": ("Mean absolute error of the labelled predictions.", VERSION),
     "model_quality_rmse": ("Root mean squared error of the labelled predictions.", VERSION),
     "model_quality_bias": ("Mean of prediction - actual (negative: predicts too low).", VERSION),
-    "model_quality_reference_mae": ("reference_mae (validation MAE) of the version's training run.", VERSION),
+    "model_quality_reference_mae": ("The training run's reference_mae (the yardstick).", VERSION),
     "model_quality_max_mae_ratio": ("DRIFT_MONITOR_QUALITY_MAX_MAE_RATIO (ModelQualityDegraded).", ()),
     "model_quality_min_labelled_rows": (
         "DRIFT_MONITOR_QUALITY_MIN_LABELLED_ROWS (ModelQualityDegraded).",

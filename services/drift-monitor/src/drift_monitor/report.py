@@ -77,7 +77,8 @@ class VersionQuality:
     bias: float | None
     """Mean of prediction − actual: negative means the model predicts too low."""
     reference_mae: float | None
-    """`reference_mae` of the version's training run (its validation MAE); None when it has none (reference_missing says why)."""
+    """`reference_mae` of the version's training run (its validation MAE, or its MAE on the ledger's gate rows
+    when it was trained on them); None when it has none (reference_missing says why)."""
     reference_run_id: str | None
     reference_missing: str | None
     mae_ratio: float | None
