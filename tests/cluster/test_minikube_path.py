@@ -318,18 +318,24 @@ def controller_state(release: Release) -> dict:
     ref = next(e["valueFrom"]["secretKeyRef"] for e in env if e["name"] == "RETRAINING_WEBHOOK_TOKEN")
     secret = release.ns.get("secret", ref["name"])
     token = base64.b64decode(secret["data"][ref["key"]]).decode()
-    url = release.forward("retrain-controller", 8080)
-    response = kube.wait_for(
-        lambda: _get_or_none(f"{url}/v1/state", token), 120, interval=2, what="the controller's /v1/state"
-    )
-    return response
+
+    def attempt() -> dict | None:
+        # A port-forward of its own each time: one opened before the pod was replaced keeps accepting
+        # locally but cannot reach the new pod.
+        try:
+            with kube.port_forward(NAMESPACE, f"service/{RELEASE}-retrain-controller", 8080) as forward:
+                return _get_or_none(f"{forward.url}/v1/state", token)
+        except (kube.CommandFailed, TimeoutError):
+            return None  # no ready pod behind the Service yet
+
+    return kube.wait_for(attempt, 180, interval=2, what="the controller's /v1/state")
 
 
 def _get_or_none(url: str, token: str) -> dict | None:
     try:
         response = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
     except httpx.HTTPError:
-        return None  # the port-forward reconnects to the new pod
+        return None
     return response.json() if response.status_code == 200 else None
 
 

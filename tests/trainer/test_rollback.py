@@ -31,7 +31,7 @@ from trainer.config import Settings
 from trainer.errors import TrainerError
 from trainer.gate import PREVIOUS_ALIAS, ROLLBACK_CHECK_TAG, iso_utc, promote
 from trainer.ledger import LedgerUnavailable
-from trainer.rollback import auto_rollback, rollback
+from trainer.rollback import AliasesMoved, auto_rollback, rollback
 
 ALIAS = "champion"
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -253,6 +253,18 @@ def test_rollback_without_previous_is_an_error_and_changes_nothing(registry: Reg
     )
     assert aliases(registry, name) == {ALIAS: "1"}
     assert "rolled_back" not in tags(registry, name, "1")
+
+
+def test_a_rollback_decided_on_other_aliases_changes_nothing(registry: Registry) -> None:
+    """The automatic check decides on (champion, previous) = (v2, v1); a retrain promoting v3 meanwhile
+    makes (v3, v2): rolling back then would restore v2, the version judged worse. It refuses instead."""
+    name = promoted_twice(registry)
+    mlflow.register_model(registry.model_uri, name)
+    assert promote(registry.client, name, ALIAS, "3", now=NOW) == "2"
+    with pytest.raises(AliasesMoved, match="not v2 and v1"):
+        rollback(registry.client, name, ALIAS, "v2 worse than v1", now=NOW, expected=("2", "1"))
+    assert aliases(registry, name) == {ALIAS: "3", PREVIOUS_ALIAS: "2"}
+    assert "rolled_back" not in tags(registry, name, "3")
 
 
 # ---------------------------------------------------------------- the automatic check

@@ -71,8 +71,9 @@ class Settings(BaseSettings):
     judge the gate. Unset → the dataset alone and the test-window gate. postgresql:// or sqlite:///path.db."""
     ledger_window_days: float = Field(28, gt=0)
     """Labelled predictions made in the last this many days are used."""
-    ledger_min_rows: int = Field(200, ge=1)
-    """Fewer labelled ledger rows than this → the ledger is ignored (said in the run and the log)."""
+    ledger_min_rows: int = Field(350, ge=1)
+    """Fewer labelled ledger rows than this → the ledger is ignored (said in the run and the log). The
+    default leaves the newest 30% (105 rows) enough for the paired gate (TRAINER_GATE_MIN_ROWS)."""
     gate_recent_fraction: float = Field(0.3, gt=0, lt=1)
     """Newest share of the labelled rows held out for the paired gate (never fitted on)."""
     gate_min_rows: int = Field(100, ge=1)

@@ -126,10 +126,10 @@ def score_champion(
         ) from exc
     try:
         predictions = np.asarray(champion.predict(X_test), dtype=float)
-        return ChampionScore(current.version, regression_metrics(y_test, predictions)["rmse"])
+        return ChampionScore(str(current.version), regression_metrics(y_test, predictions)["rmse"])
     except Exception as exc:
         log.warning("current champion cannot score the test data", exc_info=True)
-        return ChampionScore(current.version, None, type(exc).__name__)
+        return ChampionScore(str(current.version), None, type(exc).__name__)
 
 
 def decide(

@@ -59,11 +59,22 @@ class RollbackVerdict:
         return asdict(self)
 
 
+class AliasesMoved(TrainerError):
+    """The aliases are no longer those a rollback was decided on (a promotion landed meanwhile)."""
+
+
 def rollback(
-    client: MlflowClient, model_name: str, alias: str, reason: str, *, now: datetime | None = None
+    client: MlflowClient,
+    model_name: str,
+    alias: str,
+    reason: str,
+    *,
+    now: datetime | None = None,
+    expected: tuple[str, str] | None = None,
 ) -> RollbackOutcome:
     """Champion ← the version under `previous`; the demoted version is tagged with why; `previous` is gone
-    afterwards (one step back, never a ping-pong). TrainerError when there is no `previous`."""
+    afterwards (one step back, never a ping-pong). TrainerError when there is no `previous`;
+    AliasesMoved when `expected` (champion, previous) is given and the aliases are no longer those."""
     previous = current_version(client, model_name, PREVIOUS_ALIAS)
     if previous is None:
         raise TrainerError(
@@ -73,6 +84,11 @@ def rollback(
     restored = _version(previous)
     champion = current_version(client, model_name, alias)
     demoted = _version(champion) if champion is not None else None
+    if expected is not None and (demoted, restored) != expected:
+        raise AliasesMoved(
+            f"{alias} is v{demoted} and {PREVIOUS_ALIAS} v{restored}, not v{expected[0]} and v{expected[1]} "
+            "as when the rollback was decided"
+        )
     client.set_registered_model_alias(model_name, alias, restored)
     client.set_model_version_tag(model_name, restored, "promoted_at", iso_utc(now))
     if demoted is not None and demoted != restored:
@@ -161,7 +177,13 @@ def auto_rollback(settings: Settings, now: datetime | None = None) -> RollbackVe
             f"live MAE of v{champion.version} {new_mae:.3f} ({rows} labels since promotion) > "
             f"previous v{previous.version} {previous_mae:.3f} ({previous_rows} labels) × (1 + {settings.rollback_margin:g})"
         )
-        rollback(client, name, settings.champion_alias, reason, now=now)
+        try:
+            rollback(
+                client, name, settings.champion_alias, reason, now=now,
+                expected=(_version(champion), _version(previous)),
+            )  # fmt: skip
+        except AliasesMoved as exc:  # a retrain promoted meanwhile: judge the new champion next time
+            return verdict("skipped", f"aliases moved during the check: {exc}", new_mae, previous_mae, rows)
         client.set_model_version_tag(name, _version(champion), ROLLBACK_CHECK_TAG, "rolled_back")
         return verdict("rolled_back", reason, new_mae, previous_mae, rows)
     reason = (
