@@ -42,10 +42,23 @@ def send(
 ) -> LabelledTraffic:
     """`rows` rows of the window in requests of `batch`, round-robin over the predictors (a Service would)."""
     records, actuals = labelled_records(mode, rows, seed)
+    return send_records(urls, records, actuals, prefix=prefix, batch=batch, token=token)
+
+
+def send_records(
+    urls: list[str],
+    records: list[dict],
+    actuals: list[float],
+    *,
+    prefix: str,
+    batch: int = 20,
+    token: str | None = None,
+) -> LabelledTraffic:
+    """These feature rows, with their true values, in requests of `batch`, round-robin over the predictors."""
     sent = LabelledTraffic()
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     with httpx.Client(timeout=30, headers=headers) as client:
-        for n, (start, url) in enumerate(zip(range(0, rows, batch), cycle(urls))):
+        for n, (start, url) in enumerate(zip(range(0, len(records), batch), cycle(urls))):
             response = client.post(
                 f"{url}/v1/models/{MODEL}:predict",
                 json={"instances": records[start : start + batch]},

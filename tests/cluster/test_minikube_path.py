@@ -315,8 +315,16 @@ def assert_state_kept(before: dict, after: dict) -> None:
     """The guard rails the controller keeps in its ConfigMap are what they were. Not the whole answer of
     /v1/state: `guard_rails` is computed at each call (`now`) and `rollback_check` is the last check of
     this process; later decisions (Alertmanager's repeats, the resolved notification) may be added."""
-    kept = ("running", "last_run", "last_finished_at", "last_outcome", "last_outcome_detail", "runs")
-    assert {k: after[k] for k in (*kept, "fingerprints")} == {k: before[k] for k in (*kept, "fingerprints")}
+    kept = (
+        "running",
+        "last_run",
+        "last_finished_at",
+        "last_outcome",
+        "last_outcome_detail",
+        "runs",
+        "fingerprints",
+    )
+    assert {k: after[k] for k in kept} == {k: before[k] for k in kept}
     lost = [d for d in before["decisions"] if d not in after["decisions"]]
     assert not lost, lost
 

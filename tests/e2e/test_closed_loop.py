@@ -183,15 +183,13 @@ def test_the_new_champion_measures_drift_from_what_it_learned(closed: ClosedLoop
     tags = client.get_run(client.get_model_version(MODEL, new).run_id).data.tags
     learned = int(tags["ledger_fit_rows"]) + int(tags["ledger_calibration_rows"])
     windows = hotel_windows()
-    records = to_records(windows.frame("summer_early").head(learned), drop=(windows.target,))
+    rows = windows.frame("summer_early").head(learned)
+    records, actuals = to_records(rows, drop=(windows.target,)), rows[windows.target].astype(float).tolist()
     started = time.time()
-    with httpx.Client(timeout=30) as http:
-        for n, start in enumerate(range(0, learned, 20)):
-            url = loop.predictor_urls[n % len(loop.predictor_urls)]
-            response = http.post(
-                f"{url}/v1/models/{MODEL}:predict", json={"instances": records[start : start + 20]}
-            )
-            assert response.status_code == 200, response.text
+    sent = label_feed.send_records(
+        loop.predictor_urls, records, actuals, prefix=f"learned-{uuid.uuid4().hex[:8]}"
+    )
+    assert sent.failures == [] and len(sent.ids) == learned
     after = {v["model_version"]: v for v in monitor(loop, closed.ledger_url, started)["versions"]}
     assert set(after) == {new}
     assert after[new]["enough_data"] is True and after[new]["drift_detected"] is False, after[new]

@@ -10,6 +10,7 @@ predictor's samples and pushes to a real Pushgateway. Server containers must sto
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from scripts import local_stack as stack
-from tests.fakehttp import serve_json, server_url
+from tests.fakehttp import JsonAnswer, serve_json, server_url
 from tests.images import podman as pm
 from tests.images.conftest import (
     MODEL_NAME,
@@ -173,21 +174,13 @@ def test_drift_monitor_image_discovers_predictors(images: dict[str, BuiltImage])
         requests.append((path, query))
         return 200, slices
 
-    server = serve_json(answer)
     probe = (
         "import json, sys; from kubernetes import client; "
         "from drift_monitor.discovery import discover_predictors; "
         "api = client.ApiClient(client.Configuration(host=sys.argv[1])); "
         "print(json.dumps(discover_predictors(api, 'mlops', 'mlops-predictor', 8080)))"
     )
-    try:
-        r = pm.podman(
-            "run", "--rm", *pm.CHART_RUN_ARGS, "--entrypoint=python", images["mlops-drift-monitor"].tag,
-            "-c", probe, server_url(server),
-        )  # fmt: skip
-    finally:
-        server.shutdown()
-        server.server_close()
+    r = run_against_api_server(images["mlops-drift-monitor"], probe, answer)
     assert json.loads(r.stdout.strip().splitlines()[-1]) == ["http://10.0.0.7:8080"], r.stdout + r.stderr
     assert requests and requests[0][0] == "/apis/discovery.k8s.io/v1/namespaces/mlops/endpointslices"
     assert requests[0][1]["labelSelector"] == ["kubernetes.io/service-name=mlops-predictor"]
@@ -208,23 +201,28 @@ def test_trainer_image_keeps_the_controllers_kubernetes_apis(images: dict[str, B
         requests.append(path)
         return (200, answers[path]) if path in answers else (404, {"kind": "Status", "code": 404})
 
-    server = serve_json(answer)
     probe = (
         "import sys; from kubernetes import client; "
         "api = client.ApiClient(client.Configuration(host=sys.argv[1])); "
         "print(len(client.BatchV1Api(api).list_namespaced_job('mlops').items)); "
         "print(client.CoreV1Api(api).read_namespaced_config_map('mlops-retrain-controller', 'mlops').data['state'])"
     )
+    r = run_against_api_server(images["mlops-trainer"], probe, answer)
+    assert r.stdout.split() == ["0", "{}"], r.stdout + r.stderr
+    assert requests == list(answers)
+
+
+def run_against_api_server(image: BuiltImage, probe: str, answer: JsonAnswer) -> subprocess.CompletedProcess:
+    """`python -c probe <url>` in the image, run as the chart runs it, with a stand-in Kubernetes API server
+    (each GET answered by `answer`) at that URL."""
+    server = serve_json(answer)
     try:
-        r = pm.podman(
-            "run", "--rm", *pm.CHART_RUN_ARGS, "--entrypoint=python", images["mlops-trainer"].tag,
-            "-c", probe, server_url(server),
+        return pm.podman(
+            "run", "--rm", *pm.CHART_RUN_ARGS, "--entrypoint=python", image.tag, "-c", probe, server_url(server),
         )  # fmt: skip
     finally:
         server.shutdown()
         server.server_close()
-    assert r.stdout.split() == ["0", "{}"], r.stdout + r.stderr
-    assert requests == list(answers)
 
 
 # What each service imports at run time, lazy imports included: MLflow's REST client, the unpickled champion.
