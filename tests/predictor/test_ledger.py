@@ -333,7 +333,7 @@ def test_concurrent_starts_migrate_once(postgres_server: stack.PostgresServer) -
     with engines[0].connect() as connection:
         assert connection.execute(
             sa.text("SELECT version_num FROM ledger_schema_version")
-        ).scalars().all() == ["0001"]
+        ).scalars().all() == ["0002"]
     for engine in engines:
         engine.dispose()
 
