@@ -26,7 +26,10 @@ predictions = sa.table(
     sa.column("model_version", sa.String()),
     sa.column("predicted_at", sa.DateTime(timezone=True)),
     sa.column("prediction", sa.Double()),
+    sa.column("shadow_version", sa.String()),  # revision 0002: absent from older ledgers
+    sa.column("shadow_prediction", sa.Double()),
 )
+SHADOW_COLUMNS = ("shadow_version", "shadow_prediction")
 labels = sa.table(
     "labels",
     sa.column("id", sa.String()),
@@ -145,6 +148,66 @@ def version_errors(conn: Connection, model_name: str, start: datetime, end: date
 
 
 @dataclass(frozen=True)
+class ShadowErrors:
+    """The labelled rows one served version answered and one shadow version also scored: both versions'
+    errors on exactly those rows, so the two are compared like for like."""
+
+    model_version: str
+    shadow_version: str
+    labelled_rows: int
+    served_mae: float
+    served_rmse: float
+    served_bias: float
+    shadow_mae: float
+    shadow_rmse: float
+    shadow_bias: float
+
+
+def shadow_errors(conn: Connection, model_name: str, start: datetime, end: datetime) -> list[ShadowErrors]:
+    """Per (served version, shadow version), the labelled predictions with `start < predicted_at <= end`
+    that carry a shadow prediction. Needs the shadow columns (see missing_shadow_columns)."""
+    served = predictions.c.prediction - labels.c.actual
+    shadow = predictions.c.shadow_prediction - labels.c.actual
+    query = (
+        sa.select(
+            predictions.c.model_version,
+            predictions.c.shadow_version,
+            sa.func.count().label("labelled_rows"),
+            sa.func.avg(sa.func.abs(served)).label("served_mae"),
+            sa.func.avg(served * served).label("served_mse"),
+            sa.func.avg(served).label("served_bias"),
+            sa.func.avg(sa.func.abs(shadow)).label("shadow_mae"),
+            sa.func.avg(shadow * shadow).label("shadow_mse"),
+            sa.func.avg(shadow).label("shadow_bias"),
+        )
+        .select_from(predictions.join(labels, labels.c.id == predictions.c.id))
+        .where(
+            predictions.c.model_name == model_name,
+            predictions.c.predicted_at > start,
+            predictions.c.predicted_at <= end,
+            predictions.c.shadow_version.is_not(None),
+            predictions.c.shadow_prediction.is_not(None),
+        )
+        .group_by(predictions.c.model_version, predictions.c.shadow_version)
+    )
+    rows = [
+        ShadowErrors(
+            model_version=row.model_version,
+            shadow_version=row.shadow_version,
+            labelled_rows=int(row.labelled_rows),
+            served_mae=float(row.served_mae),
+            served_rmse=float(row.served_mse) ** 0.5,
+            served_bias=float(row.served_bias),
+            shadow_mae=float(row.shadow_mae),
+            shadow_rmse=float(row.shadow_mse) ** 0.5,
+            shadow_bias=float(row.shadow_bias),
+        )
+        for row in conn.execute(query)
+    ]
+    return sorted(rows, key=lambda r: (_version_key(r.model_version), _version_key(r.shadow_version)))
+
+
+@dataclass(frozen=True)
 class LastLabel:
     at: datetime
     source: str
@@ -165,6 +228,12 @@ def missing_tables(conn: Connection) -> list[str]:
     """Ledger tables the database lacks (the predictor creates them when it starts with a ledger URL)."""
     inspector = sa.inspect(conn)
     return [name for name in ("predictions", "labels") if not inspector.has_table(name)]
+
+
+def missing_shadow_columns(conn: Connection) -> list[str]:
+    """Shadow columns the predictions table lacks: a ledger not yet migrated to revision 0002."""
+    present = {column["name"] for column in sa.inspect(conn).get_columns("predictions")}
+    return [name for name in SHADOW_COLUMNS if name not in present]
 
 
 def _utc(value: datetime) -> datetime:

@@ -15,6 +15,7 @@ from drift_monitor.report import QualityReport, RunReport
 
 VERSION = ("model_name", "model_version")
 FEATURE = (*VERSION, "feature")
+SHADOW = (*VERSION, "shadow_version")  # model_version is the served one; few versions, so bounded
 
 METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "drift_feature_p_value": ("p-value of the feature's drift test (KS or chi-squared).", FEATURE),
@@ -128,6 +129,26 @@ QUALITY_METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "model_quality_rmse": ("Root mean squared error of the labelled predictions.", VERSION),
     "model_quality_bias": ("Mean of prediction - actual (negative: predicts too low).", VERSION),
     "model_quality_reference_mae": ("The training run's reference_mae (the yardstick).", VERSION),
+    # A shadow version against the served one, on the labelled rows both scored (not in the series above).
+    "model_quality_shadow_labelled_rows": (
+        "Labelled predictions of the served version that the shadow version also scored.",
+        SHADOW,
+    ),
+    "model_quality_shadow_mae": ("Mean absolute error of the shadow version on those rows.", SHADOW),
+    "model_quality_shadow_rmse": ("Root mean squared error of the shadow version on those rows.", SHADOW),
+    "model_quality_shadow_bias": ("Mean of shadow prediction - actual on those rows.", SHADOW),
+    "model_quality_shadow_served_mae": (
+        "Mean absolute error of the served version on the same rows.",
+        SHADOW,
+    ),
+    "model_quality_shadow_served_rmse": (
+        "Root mean squared error of the served version on the same rows.",
+        SHADOW,
+    ),
+    "model_quality_shadow_served_bias": (
+        "Mean of prediction - actual of the served version on the same rows.",
+        SHADOW,
+    ),
     "model_quality_max_mae_ratio": ("DRIFT_MONITOR_QUALITY_MAX_MAE_RATIO (ModelQualityDegraded).", ()),
     "model_quality_min_labelled_rows": (
         "DRIFT_MONITOR_QUALITY_MIN_LABELLED_ROWS (ModelQualityDegraded).",
@@ -165,6 +186,18 @@ def quality_registry(report: QualityReport) -> CollectorRegistry:
         ):
             if value is not None:
                 g[name].labels(*labels).set(value)
+    for pair in report.shadows:  # no shadow rows: these gauges have no series at all
+        pair_labels = (pair.model_name, pair.model_version, pair.shadow_version)
+        for name, value in (
+            ("model_quality_shadow_labelled_rows", pair.labelled_rows),
+            ("model_quality_shadow_mae", pair.shadow_mae),
+            ("model_quality_shadow_rmse", pair.shadow_rmse),
+            ("model_quality_shadow_bias", pair.shadow_bias),
+            ("model_quality_shadow_served_mae", pair.served_mae),
+            ("model_quality_shadow_served_rmse", pair.served_rmse),
+            ("model_quality_shadow_served_bias", pair.served_bias),
+        ):
+            g[name].labels(*pair_labels).set(value)
     # The rule file is static; the thresholds the alerts compare with travel as series.
     g["model_quality_max_mae_ratio"].set(report.max_mae_ratio)
     g["model_quality_min_labelled_rows"].set(report.min_labelled_rows)

@@ -5,12 +5,17 @@ the window is (now − delay − window, now − delay]. Each version's errors a
 yardstick, the `reference_mae` its training run logged (registered version → run → metric): the
 winner's MAE on the validation window. Not `test_mae`: the test window is the newest data, where a
 shift shows first, so its error may already hold the degradation the check is for (trainer/train.py).
+
+With a shadow model (PREDICTOR_SHADOW_ALIAS) the labelled rows it also scored compare it with the served
+version on the same rows. Those figures stand apart: a version's own numbers are its served predictions only.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -22,7 +27,7 @@ from drift_monitor import ledger
 from drift_monitor.config import Settings
 from drift_monitor.errors import ConfigurationError, DriftMonitorError, LedgerUnavailable
 from drift_monitor.mlflow_health import wait_for_mlflow
-from drift_monitor.report import QualityReport, VersionQuality
+from drift_monitor.report import QualityReport, ShadowQuality, VersionQuality
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +50,15 @@ def check_quality(settings: Settings, *, now: float | None = None) -> QualityRep
     now = now if now is not None else time.time()
     end = now - settings.label_delay_seconds
     start = end - settings.quality_window_seconds
-    errors, last = read_ledger(
-        settings.ledger_database_url.get_secret_value(), settings.model_name, start, end
-    )
+    url = settings.ledger_database_url.get_secret_value()
+    errors, last = read_ledger(url, settings.model_name, start, end)
+    # Its own short session: read_ledger's (errors, last) is the shape tests/test_contract.py pins.
+    shadows = [_shadow_quality(settings, s) for s in read_shadow_errors(url, settings.model_name, start, end)]
+    for shadow in shadows:
+        log.info(
+            shadow.summary(),
+            extra={"model_version": shadow.model_version, "shadow_version": shadow.shadow_version},
+        )
 
     references: dict[str, ReferenceMae] = {}
     if errors:
@@ -70,6 +81,7 @@ def check_quality(settings: Settings, *, now: float | None = None) -> QualityRep
         last_label_at=last.at.timestamp() if last else None,
         last_label_source=last.source if last else None,
         versions=versions,
+        shadows=shadows,
     )
 
 
@@ -77,24 +89,45 @@ def read_ledger(
     url: str, model_name: str, start: float, end: float
 ) -> tuple[list[ledger.VersionErrors], ledger.LastLabel | None]:
     """One read-only session: the window's errors per version and the last label's time."""
+    with _session(url) as conn:
+        missing = ledger.missing_tables(conn)
+        if missing:
+            raise LedgerUnavailable(
+                f"the ledger database {ledger.describe(url)} has no {' or '.join(missing)} table: "
+                "a predictor with PREDICTOR_LEDGER_DATABASE_URL creates them when it starts"
+            )
+        return ledger.version_errors(conn, model_name, _utc(start), _utc(end)), ledger.last_label(conn)
+
+
+def read_shadow_errors(url: str, model_name: str, start: float, end: float) -> list[ledger.ShadowErrors]:
+    """The served and shadow versions' errors on the window's labelled rows a shadow also scored.
+
+    A ledger from before revision 0002 has no shadow columns: no shadow rows, not a failed check (the
+    predictor adds them when it next starts; the monitor only reads).
+    """
+    with _session(url) as conn:
+        if ledger.missing_tables(conn):
+            return []
+        missing = ledger.missing_shadow_columns(conn)
+        if missing:
+            log.info("the ledger predates revision 0002 (no %s): no shadow comparison", ", ".join(missing))
+            return []
+        return ledger.shadow_errors(conn, model_name, _utc(start), _utc(end))
+
+
+@contextmanager
+def _session(url: str) -> Iterator[sa.Connection]:
+    """A read-only connection; any database error becomes one LedgerUnavailable without the password."""
     engine = ledger.connect(url)
     try:
         with engine.connect() as conn:
-            missing = ledger.missing_tables(conn)
-            if missing:
-                raise LedgerUnavailable(
-                    f"the ledger database {ledger.describe(url)} has no {' or '.join(missing)} table: "
-                    "a predictor with PREDICTOR_LEDGER_DATABASE_URL creates them when it starts"
-                )
-            errors = ledger.version_errors(conn, model_name, _utc(start), _utc(end))
-            last = ledger.last_label(conn)
+            yield conn
     except sa.exc.SQLAlchemyError as exc:
         raise LedgerUnavailable(
             f"cannot read the ledger database {ledger.describe(url)}: {_reason(exc)}"
         ) from exc
     finally:
         engine.dispose()
-    return errors, last
 
 
 def reference_mae(client: MlflowClient, model_name: str, version: str) -> ReferenceMae:
@@ -151,6 +184,23 @@ def _version_quality(
         mae_ratio=ratio,
         enough_labels=enough,
         degraded=ratio > settings.quality_max_mae_ratio if enough and ratio is not None else None,
+    )
+
+
+def _shadow_quality(settings: Settings, errors: ledger.ShadowErrors) -> ShadowQuality:
+    return ShadowQuality(
+        model_name=settings.model_name,
+        model_version=errors.model_version,
+        shadow_version=errors.shadow_version,
+        labelled_rows=errors.labelled_rows,
+        served_mae=errors.served_mae,
+        served_rmse=errors.served_rmse,
+        served_bias=errors.served_bias,
+        shadow_mae=errors.shadow_mae,
+        shadow_rmse=errors.shadow_rmse,
+        shadow_bias=errors.shadow_bias,
+        mae_difference=errors.shadow_mae - errors.served_mae,
+        enough_labels=errors.labelled_rows >= settings.quality_min_labelled_rows,
     )
 
 

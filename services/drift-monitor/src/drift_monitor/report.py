@@ -1,5 +1,5 @@
 """What one run found: per served model version, the drift verdicts, p-values and effect sizes, and (with a
-ledger) each version's live errors against delayed labels.
+ledger) each version's live errors against delayed labels, and a shadow version's beside the served one's.
 
 The same objects feed the Pushgateway metrics, the JSON report on stdout and the MLflow runs; the JSON's
 fields are these dataclasses' fields (an example: the service's README; `quality`: docs/interfaces.md).
@@ -91,6 +91,36 @@ class VersionQuality:
 
 
 @dataclass(frozen=True)
+class ShadowQuality:
+    """A shadow version against the served one on the same labelled rows (PREDICTOR_SHADOW_ALIAS): the rows
+    the served version answered and the shadow also scored. Not part of either version's VersionQuality:
+    shadow predictions were never served."""
+
+    model_name: str
+    model_version: str
+    """The served version."""
+    shadow_version: str
+    labelled_rows: int
+    served_mae: float
+    served_rmse: float
+    served_bias: float
+    shadow_mae: float
+    shadow_rmse: float
+    shadow_bias: float
+    mae_difference: float
+    """shadow_mae − served_mae: negative means the shadow version would have erred less."""
+    enough_labels: bool
+    """labelled_rows >= DRIFT_MONITOR_QUALITY_MIN_LABELLED_ROWS; fewer rows make a noisy comparison."""
+
+    def summary(self) -> str:
+        """One line for the log, e.g. `shadow v3 vs served v2 on 412 labelled rows: MAE 14.10 vs 17.92 (-3.82)`."""
+        return (
+            f"shadow v{self.shadow_version} vs served v{self.model_version} on {self.labelled_rows} "
+            f"labelled rows: MAE {self.shadow_mae:.2f} vs {self.served_mae:.2f} ({self.mae_difference:+.2f})"
+        )
+
+
+@dataclass(frozen=True)
 class QualityReport:
     """The quality part of a run: the window scored, the settings the alerts compare with, per version."""
 
@@ -109,6 +139,8 @@ class QualityReport:
     last_label_source: str | None
     """`label`, `prediction` (no label yet) or None."""
     versions: list[VersionQuality]
+    shadows: list[ShadowQuality] = field(default_factory=list)
+    """Per (served version, shadow version) with paired labelled rows; empty without a shadow model."""
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ feature name is part of the key), so the MLflow UI can chart a feature's p-value
 The quality check records its own runs, `quality-v<version>-<time>` (tag `check`=`quality`; drift runs
 have `check`=`drift`), not extra metrics on the drift run: its versions come from a week of ledger rows
 rather than the last hour's samples (a version no longer served still has labels arriving), it runs
-when the drift part skips or fails, and its window and settings are other params.
+when the drift part skips or fails, and its window and settings are other params. A shadow version's
+comparison goes on the served version's quality run, keyed by the shadow version (`shadow_mae.v3`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
-from drift_monitor.report import QualityReport, RunReport, VersionQuality, VersionReport
+from drift_monitor.report import QualityReport, RunReport, ShadowQuality, VersionQuality, VersionReport
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +106,11 @@ def record_quality(client: MlflowClient, experiment_name: str, report: QualityRe
         )
         run_id = run.info.run_id
         step_ms = int(report.finished_at * 1000)
+        shadows = [s for s in report.shadows if s.model_version == version.model_version]
+        metrics = {**_quality_metrics(version), **_shadow_metrics(shadows)}
         client.log_batch(
             run_id,
-            metrics=[Metric(key, value, step_ms, 0) for key, value in _quality_metrics(version).items()],
+            metrics=[Metric(key, value, step_ms, 0) for key, value in metrics.items()],
             params=[
                 Param("window_seconds", str(report.window_seconds)),
                 Param("label_delay_seconds", str(report.label_delay_seconds)),
@@ -133,6 +136,24 @@ def _quality_metrics(version: VersionQuality) -> dict[str, float]:
         "mae_ratio": version.mae_ratio,
     }
     return {key: float(value) for key, value in values.items() if value is not None}
+
+
+def _shadow_metrics(shadows: list[ShadowQuality]) -> dict[str, float]:
+    """Each shadow version's comparison with this served version, on the rows both scored."""
+    metrics = {}
+    for s in shadows:
+        for key, value in (
+            ("shadow_labelled_rows", s.labelled_rows),
+            ("shadow_mae", s.shadow_mae),
+            ("shadow_rmse", s.shadow_rmse),
+            ("shadow_bias", s.shadow_bias),
+            ("shadow_served_mae", s.served_mae),
+            ("shadow_served_rmse", s.served_rmse),
+            ("shadow_served_bias", s.served_bias),
+            ("shadow_mae_difference", s.mae_difference),
+        ):
+            metrics[f"{key}.v{s.shadow_version}"] = float(value)
+    return metrics
 
 
 def _experiment_id(client: MlflowClient, name: str) -> str:
