@@ -23,6 +23,7 @@ from predictor.inference import InferenceService
 from predictor.ledger import prediction_id
 from predictor.ledger.feedback import FeedbackResponse, feedback_response, parse_feedback, request_body_schema
 from predictor.ledger.writer import LedgerWriter
+from predictor.logging import answering_model_var
 from predictor.protocol import parse_predict_body
 from predictor.responses import ErrorResponse, ModelMetadata, PredictResponse, SamplesResponse, Status
 
@@ -96,7 +97,10 @@ async def model_metadata(name: str, request: Request) -> Response:
         model = service.model(name)
     except ModelNotReady:
         return json_response({"name": name, "ready": False, "alias": follower.alias}, status_code=503)
-    return json_response({**model.metadata(), "ready": True})
+    challengers = service.challengers()
+    return json_response(
+        {**model.metadata(), "ready": True} | ({"challengers": challengers} if challengers else {})
+    )
 
 
 @protected.post(
@@ -114,6 +118,9 @@ async def model_metadata(name: str, request: Request) -> Response:
 async def predict(name: str, request: Request) -> Response:
     """Predict one row per record: KServe V1 `instances`, or MLflow `dataframe_records` / `dataframe_split`.
 
+    Under a canary split (PREDICTOR_CANARY_ALIAS) a sticky share of routing keys (the X-Routing-Key header,
+    else the request id) is answered by the canary version; `model_version` and `model_alias` say which.
+
     Records are objects keyed by the model's input columns (see the request schema). Fields the model does not
     know are rejected (422) unless PREDICTOR_EXTRA_FIELDS=ignore; more than PREDICTOR_MAX_BATCH_SIZE rows → 413.
     """
@@ -123,6 +130,8 @@ async def predict(name: str, request: Request) -> Response:
     body = await read_body(request, settings.max_body_bytes)
     rows = parse_predict_body(body, model.schema, max_rows=settings.max_batch_size)
     request_id = request.state.request_id
+    model = service.route(model, request.headers.get(settings.routing_key_header) or request_id)
+    answering_model_var.set((model.name, model.version))  # the access log names the version that answered
     predictions = await service.predict(model, rows, request_id)
     return json_response(
         {
@@ -130,6 +139,7 @@ async def predict(name: str, request: Request) -> Response:
             "prediction_ids": [prediction_id(request_id, row) for row in range(len(predictions))],
             "model_name": model.name,
             "model_version": model.version,
+            "model_alias": model.ref.alias,
             "request_id": request_id,
         }
     )

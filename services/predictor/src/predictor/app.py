@@ -17,9 +17,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from predictor import __version__, api, metrics
+from predictor.canary import CanarySplit
 from predictor.config import Settings
 from predictor.errors import ServiceError
-from predictor.follower import ModelFollower
+from predictor.follower import ChallengerFollower, ModelFollower
 from predictor.inference import InferenceService
 from predictor.ledger.store import create_ledger_engine
 from predictor.ledger.writer import LedgerWriter
@@ -27,6 +28,7 @@ from predictor.middleware import RequestContextMiddleware
 from predictor.model import MlflowModelLoader
 from predictor.openapi import install_openapi
 from predictor.samples import SampleBuffer
+from predictor.shadow import CircuitBreaker, ShadowScorer
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ def create_app(settings: Settings) -> FastAPI:
         poll_interval=settings.poll_interval_seconds,
         retry_max_seconds=settings.load_retry_max_seconds,
     )
+    canary, shadow, challengers = _challengers(settings, loader, follower)
     samples = SampleBuffer(settings.sample_buffer_size)
     metrics.SAMPLES_BUFFERED.set_function(samples.__len__)
     ledger = _ledger_writer(settings)
@@ -57,6 +60,8 @@ def create_app(settings: Settings) -> FastAPI:
         prediction_buckets=settings.prediction_buckets,
         ledger=ledger,
         ledger_sample_rate=settings.ledger_sample_rate,
+        canary=canary,
+        shadow=shadow,
     )
 
     @asynccontextmanager
@@ -64,10 +69,13 @@ def create_app(settings: Settings) -> FastAPI:
         service.start()
         if ledger is not None:
             ledger.start()
-        following = asyncio.create_task(follower.run(), name="model-follower")
+        following = [
+            asyncio.create_task(f.run(), name=f"{f.alias}-follower") for f in (follower, *challengers)
+        ]
         yield
-        following.cancel()
-        await asyncio.gather(following, return_exceptions=True)
+        for task in following:
+            task.cancel()
+        await asyncio.gather(*following, return_exceptions=True)
         await service.stop()
         if ledger is not None:  # after the batcher: the last batches' rows are queued by now
             await asyncio.to_thread(ledger.stop, LEDGER_FLUSH_SECONDS)
@@ -86,6 +94,33 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_route("/metrics", _metrics, include_in_schema=False)
     install_openapi(app, service, max_rows=settings.max_batch_size)
     return app
+
+
+def _challengers(
+    settings: Settings, loader: MlflowModelLoader, champion: ModelFollower
+) -> tuple[CanarySplit | None, ShadowScorer | None, list[ChallengerFollower]]:
+    """The canary split and the shadow scorer the settings ask for, and their followers."""
+
+    def follower(alias: str, role: str) -> ChallengerFollower:
+        return ChallengerFollower(
+            loader,
+            name=settings.model_name,
+            alias=alias,
+            role=role,
+            champion_schema=lambda: champion.current.schema if champion.current else None,
+            poll_interval=settings.poll_interval_seconds,
+        )
+
+    canary = shadow = None
+    if settings.canary_alias is not None:
+        canary = CanarySplit(follower(settings.canary_alias, "canary"), settings.canary_percent)
+    if settings.shadow_alias is not None:
+        shadow = ShadowScorer(
+            follower(settings.shadow_alias, "shadow"),
+            queue_batches=settings.shadow_queue_batches,
+            breaker=CircuitBreaker(settings.shadow_breaker_failures, settings.shadow_breaker_seconds),
+        )
+    return canary, shadow, [part.follower for part in (canary, shadow) if part is not None]
 
 
 def _ledger_writer(settings: Settings) -> LedgerWriter | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from predictor.ledger.store import normalise_url
@@ -88,10 +88,37 @@ class Settings(BaseSettings):
     feedback_max_labels: int = Field(10_000, ge=1)
     """Labels per feedback request; more is answered with 413 (`predictor labels import` for bulk loads)."""
 
+    shadow_alias: str | None = None
+    """A second alias (e.g. `challenger`) whose version scores every micro-batch off the response path; unset → no shadow."""
+    shadow_queue_batches: int = Field(100, ge=1)
+    """Micro-batches waiting for the shadow model; more are not shadow-scored (counted as `queue_full`)."""
+    shadow_breaker_failures: int = Field(5, ge=1)
+    """Consecutive shadow failures that open the circuit breaker (shadow scoring paused)."""
+    shadow_breaker_seconds: float = Field(60, gt=0)
+    """How long an open breaker pauses shadow scoring before trying again."""
+    canary_alias: str | None = None
+    """An alias (e.g. `challenger`) whose version answers PREDICTOR_CANARY_PERCENT of the traffic; unset → none."""
+    canary_percent: float = Field(0, ge=0, le=100)
+    """Share of routing keys (users) answered by the canary version, 0–100; the same key always gets the same arm."""
+    routing_key_header: str = "X-Routing-Key"
+    """Request header naming the user (or session) for the canary split; without it, the request id is the key."""
+
     _split_buckets = field_validator("prediction_buckets", mode="before")(_split_floats)
     _log_level_upper = field_validator("log_level", mode="before")(_upper)
     _log_format_unset = field_validator("log_format", mode="before")(_empty_is_unset)
     _ledger_unset = field_validator("ledger_database_url", mode="before")(_empty_is_unset)
+    _challengers_unset = field_validator("shadow_alias", "canary_alias", mode="before")(_empty_is_unset)
+
+    @model_validator(mode="after")
+    def _challengers_differ_from_champion(self) -> Settings:
+        for field in ("shadow_alias", "canary_alias"):
+            if getattr(self, field) == self.model_alias:
+                raise ValueError(
+                    f"PREDICTOR_{field.upper()} must name another alias than PREDICTOR_MODEL_ALIAS ({self.model_alias!r})"
+                )
+        if self.canary_percent > 0 and self.canary_alias is None:
+            raise ValueError("PREDICTOR_CANARY_PERCENT is set but PREDICTOR_CANARY_ALIAS is not")
+        return self
 
     @field_validator("ledger_database_url")
     @classmethod

@@ -4,6 +4,9 @@ Loading happens off the request path (in a thread). A new version replaces the s
 reference assignment, so concurrent requests never see a half-loaded model; a request already running
 finishes on the version it started with. A version that fails to load, fails its smoke test, or expects
 different inputs is not served: the old one stays, and the failure is logged and counted.
+
+The champion's follower decides readiness. A challenger's follower (`ChallengerFollower`: the shadow or the
+canary alias) never does: until its alias exists and loads, the champion serves alone.
 """
 
 from __future__ import annotations
@@ -11,13 +14,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
+from contextlib import suppress
 
+from mlflow.exceptions import MlflowException
 from tenacity import AsyncRetrying, RetryCallState, wait_exponential
 
 from predictor import metrics
 from predictor.errors import MlflowUnavailable, ModelLoadError
 from predictor.logging import set_served_model
 from predictor.model import LoadedModel, MlflowModelLoader, VersionRef
+from predictor.schema import InputSchema
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +55,14 @@ class ModelFollower:
         self.poll_interval = poll_interval
         self.retry_max_seconds = retry_max_seconds
         self.current: LoadedModel | None = None
+        self._failed: dict[str, tuple[int, float]] = {}  # version -> (failures, monotonic time of next try)
+        self._export_initial_metrics()
+
+    def _export_initial_metrics(self) -> None:
         # Both outcomes exist from the start at 0, so `increase(...)` over them is 0, not "no data".
         for outcome in ("success", "failure"):
-            metrics.MODEL_RELOADS.labels(name, outcome)
-        self._failed: dict[str, tuple[int, float]] = {}  # version -> (failures, monotonic time of next try)
-        metrics.MODEL_LOADED.labels(name).set(0)
+            metrics.MODEL_RELOADS.labels(self.name, outcome)
+        metrics.MODEL_LOADED.labels(self.name).set(0)
 
     async def run(self) -> None:
         """Load at start-up (retrying with backoff until it works), then poll forever."""
@@ -91,6 +101,9 @@ class ModelFollower:
         ref = await asyncio.to_thread(self.loader.resolve, self.name, self.alias)
         if self.current is not None and ref.version == self.current.version:
             return
+        await self._follow(ref)
+
+    async def _follow(self, ref: VersionRef) -> None:
         failures, next_try = self._failed.get(ref.version, (0, 0.0))
         if self.current is not None and time.monotonic() < next_try:
             return  # a version that failed recently: wait out its backoff
@@ -105,14 +118,9 @@ class ModelFollower:
     async def _load(self, ref: VersionRef) -> LoadedModel | None:
         try:
             model = await asyncio.to_thread(self.loader.load, ref)
-            if self.current is not None and model.schema != self.current.schema:
-                self.loader.discard(model)
-                raise ModelLoadError(
-                    f"version {ref.version} expects different inputs than version {self.current.version}; "
-                    "a schema change needs a new rollout"
-                )
+            self._check_inputs(model)
         except Exception as exc:
-            metrics.MODEL_RELOADS.labels(self.name, "failure").inc()
+            self._count_reload("failure")
             served = self.current.version if self.current else None
             log.error(
                 "version %s of %s not loaded (%s); still serving version %s",
@@ -124,18 +132,108 @@ class ModelFollower:
                 exc_info=not isinstance(exc, ModelLoadError),
             )
             return None
-        metrics.MODEL_RELOADS.labels(self.name, "success").inc()
+        self._count_reload("success")
         return model
 
-    def _swap(self, model: LoadedModel) -> None:
+    def _check_inputs(self, model: LoadedModel) -> None:
+        if self.current is not None and model.schema != self.current.schema:
+            self.loader.discard(model)
+            raise ModelLoadError(
+                f"version {model.version} expects different inputs than version {self.current.version}; "
+                "a schema change needs a new rollout"
+            )
+
+    def _count_reload(self, outcome: str) -> None:
+        metrics.MODEL_RELOADS.labels(self.name, outcome).inc()
+
+    def _swap(self, model: LoadedModel | None) -> None:
         old, self.current = self.current, model
-        metrics.MODEL_INFO.clear()
-        metrics.MODEL_INFO.labels(model.name, model.ref.alias, model.version, model.ref.run_id or "").set(1)
-        metrics.MODEL_LOADED.labels(model.name).set(1)
-        set_served_model(model.name, model.version)
+        if old is not None:  # only this alias's series: a challenger's stay
+            with suppress(KeyError):
+                metrics.MODEL_INFO.remove(old.name, old.ref.alias, old.version, old.ref.run_id or "")
+        if model is not None:
+            metrics.MODEL_INFO.labels(model.name, model.ref.alias, model.version, model.ref.run_id or "").set(
+                1
+            )
+        self._announce(model)
         log.info(
-            "serving model version",
-            extra={"served_version": model.version, "previous_version": old.version if old else None},
+            "serving model version" if model else "no longer serving a version",
+            extra={
+                "model_alias": self.alias,
+                "served_version": model.version if model else None,
+                "previous_version": old.version if old else None,
+            },
         )
         if old is not None:
             self.loader.discard(old)
+
+    def _announce(self, model: LoadedModel | None) -> None:
+        if model is not None:
+            metrics.MODEL_LOADED.labels(model.name).set(1)
+            set_served_model(model.name, model.version)
+
+
+class ChallengerFollower(ModelFollower):
+    """Follows a shadow or canary alias beside the champion; its failures never touch readiness.
+
+    The alias may not exist yet (no challenger trained) or be deleted (it won and became champion): then
+    nothing is served under it. Its version must take the same inputs as the champion, because requests
+    are validated against the champion's schema before either model sees them.
+    """
+
+    def __init__(
+        self,
+        loader: MlflowModelLoader,
+        *,
+        name: str,
+        alias: str,
+        role: str,
+        champion_schema: Callable[[], InputSchema | None],
+        poll_interval: float,
+    ):
+        self.role = role
+        self._champion_schema = champion_schema
+        super().__init__(loader, name=name, alias=alias, poll_interval=poll_interval)
+
+    def _export_initial_metrics(self) -> None:
+        metrics.CHALLENGER_LOADED.labels(self.name, self.alias, self.role).set(0)
+        for outcome in ("success", "failure"):
+            metrics.CHALLENGER_RELOADS.labels(self.name, self.alias, self.role, outcome)
+
+    async def run(self) -> None:
+        """Poll forever; nothing to wait for at start-up."""
+        while True:
+            try:
+                await self.check()
+            except Exception as exc:
+                log.warning(
+                    "%s alias check failed", self.role, extra={"model_alias": self.alias, "error": str(exc)}
+                )
+            await asyncio.sleep(self.poll_interval)
+
+    async def check(self) -> None:
+        try:
+            ref = await asyncio.to_thread(self.loader.resolve, self.name, self.alias)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST" and "not found" not in str(exc).lower():
+                raise
+            if self.current is not None:
+                self._swap(None)
+            return
+        if self.current is not None and ref.version == self.current.version:
+            return
+        await self._follow(ref)
+
+    def _check_inputs(self, model: LoadedModel) -> None:
+        champion = self._champion_schema()
+        if champion is not None and model.schema != champion:
+            self.loader.discard(model)
+            raise ModelLoadError(
+                f"{self.role} version {model.version} ({self.alias}) expects different inputs than the champion"
+            )
+
+    def _count_reload(self, outcome: str) -> None:
+        metrics.CHALLENGER_RELOADS.labels(self.name, self.alias, self.role, outcome).inc()
+
+    def _announce(self, model: LoadedModel | None) -> None:
+        metrics.CHALLENGER_LOADED.labels(self.name, self.alias, self.role).set(0 if model is None else 1)

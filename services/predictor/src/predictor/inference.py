@@ -1,8 +1,13 @@
 """Predictions: the served model, micro-batched calls, and what each prediction leaves behind
-(samples for the drift monitor, metrics). No web framework here."""
+(samples for the drift monitor, the ledger, metrics). No web framework here.
+
+Beside the champion, two optional challengers: a canary that answers a sticky share of users
+(canary.py), and a shadow that scores what was served without ever answering (shadow.py).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -15,6 +20,7 @@ from threadpoolctl import threadpool_limits
 
 from predictor import metrics
 from predictor.batching import MicroBatcher
+from predictor.canary import CanarySplit
 from predictor.errors import ModelNotFound, ModelNotReady, PredictionFailed
 from predictor.follower import ModelFollower
 from predictor.ledger import prediction_id
@@ -22,6 +28,7 @@ from predictor.ledger.sampling import is_sampled
 from predictor.ledger.writer import LedgerWriter
 from predictor.model import LoadedModel
 from predictor.samples import Sample, SampleBuffer
+from predictor.shadow import ServedBatch, ShadowPredictions, ShadowScorer
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +57,13 @@ class InferenceService:
         prediction_buckets: list[float],
         ledger: LedgerWriter | None = None,
         ledger_sample_rate: float = 1.0,
+        canary: CanarySplit | None = None,
+        shadow: ShadowScorer | None = None,
     ):
         self.follower = follower
         self.samples = samples
+        self.canary = canary
+        self.shadow = shadow
         self.ledger = ledger
         self.ledger_sample_rate = ledger_sample_rate
         self._prediction_value = metrics.prediction_value(prediction_buckets)
@@ -64,9 +75,13 @@ class InferenceService:
 
     def start(self) -> None:
         self._batcher.start()
+        if self.shadow is not None:
+            self.shadow.start()
 
     async def stop(self) -> None:
         await self._batcher.stop()
+        if self.shadow is not None:  # after the batcher: its last batches are queued for the shadow by now
+            await asyncio.to_thread(self.shadow.stop)
 
     def check_served(self, name: str) -> None:
         """404 unless this predictor serves the model `name` (loaded or not)."""
@@ -85,6 +100,21 @@ class InferenceService:
             )
         return model
 
+    def challengers(self) -> list[dict[str, Any]]:
+        """The shadow and canary aliases and what they serve now (model metadata)."""
+        described = []
+        if self.shadow is not None:
+            described.append(_describe(self.shadow.follower, "shadow"))
+        if self.canary is not None:
+            described.append(_describe(self.canary.follower, "canary") | {"percent": self.canary.percent})
+        return described
+
+    def route(self, champion: LoadedModel, routing_key: str) -> LoadedModel:
+        """The version that answers this request: the canary's for its share of routing keys, else the champion."""
+        model = champion if self.canary is None else self.canary.choose(champion, routing_key)
+        metrics.ROUTED_REQUESTS.labels(model.name, model.ref.alias).inc()
+        return model
+
     async def predict(self, model: LoadedModel, rows: list[dict[str, Any]], request_id: str) -> list[Any]:
         """One prediction per validated row, computed together with concurrent requests."""
         return await self._batcher.submit(_Job(model, rows, request_id, time.time()), len(rows))
@@ -99,7 +129,8 @@ class InferenceService:
 
     def _predict_group(self, model: LoadedModel, jobs: list[_Job]) -> list[list[Any] | Exception]:
         try:
-            values = model.predict(model.schema.to_frame([row for job in jobs for row in job.rows])).tolist()
+            frame = model.schema.to_frame([row for job in jobs for row in job.rows])
+            values = model.predict(frame).tolist()
         except Exception:
             if len(jobs) > 1:  # one bad request must not fail its neighbours: retry them one by one
                 return [result for job in jobs for result in self._predict_group(model, [job])]
@@ -107,17 +138,40 @@ class InferenceService:
             return [PredictionFailed("the model failed to predict these rows")]
         ends = list(accumulate(len(job.rows) for job in jobs))
         per_job = [values[end - len(job.rows) : end] for job, end in zip(jobs, ends, strict=True)]
-        self._record(model, jobs, per_job)
+        if self.shadow is None:
+            self._record(model, jobs, per_job, None)
+        else:  # recorded once the shadow scored the batch (or declined to), from its thread
+            self.shadow.offer(
+                ServedBatch(model, frame, values, lambda shadow: self._record(model, jobs, per_job, shadow))
+            )
         return per_job
 
-    def _record(self, model: LoadedModel, jobs: list[_Job], per_job: list[list[Any]]) -> None:
-        samples = [
-            Sample(job.received_at, job.request_id, model.name, model.version, row, prediction)
-            for job, predictions in zip(jobs, per_job, strict=True)
-            for row, prediction in zip(job.rows, predictions, strict=True)
+    def _record(
+        self, model: LoadedModel, jobs: list[_Job], per_job: list[list[Any]], shadow: ShadowPredictions | None
+    ) -> None:
+        shadow_per_job = _split_like(shadow.values, per_job) if shadow else [[None] * len(p) for p in per_job]
+        shadow_version = shadow.version if shadow else None
+        samples_per_job = [
+            [
+                Sample(
+                    job.received_at,
+                    job.request_id,
+                    model.name,
+                    model.version,
+                    row,
+                    prediction,
+                    shadow_version,
+                    shadow_prediction,
+                )
+                for row, prediction, shadow_prediction in zip(
+                    job.rows, predictions, shadow_predictions, strict=True
+                )
+            ]
+            for job, predictions, shadow_predictions in zip(jobs, per_job, shadow_per_job, strict=True)
         ]
         if self.ledger is not None:
-            self.ledger.offer(self._ledger_rows(model, jobs, per_job))
+            self.ledger.offer(self._ledger_rows(model, samples_per_job))
+        samples = [sample for job_samples in samples_per_job for sample in job_samples]
         dropped = self.samples.extend(samples)
         if dropped:
             metrics.SAMPLES_DROPPED.inc(dropped)
@@ -130,25 +184,42 @@ class InferenceService:
             if isinstance(sample.prediction, int | float):
                 value.observe(sample.prediction)
 
-    def _ledger_rows(
-        self, model: LoadedModel, jobs: list[_Job], per_job: list[list[Any]]
-    ) -> list[dict[str, Any]]:
+    def _ledger_rows(self, model: LoadedModel, samples_per_job: list[list[Sample]]) -> list[dict[str, Any]]:
         """The sampled rows as ledger records, with the ids the responses carry (`<request id>:<row>`)."""
         rows: list[dict[str, Any]] = []
-        for job, predictions in zip(jobs, per_job, strict=True):
-            predicted_at = datetime.fromtimestamp(job.received_at, UTC)
-            for row, (features, prediction) in enumerate(zip(job.rows, predictions, strict=True)):
-                pid = prediction_id(job.request_id, row)
-                if isinstance(prediction, int | float) and is_sampled(pid, self.ledger_sample_rate):
+        for samples in samples_per_job:
+            for row, sample in enumerate(samples):
+                pid = prediction_id(sample.request_id, row)
+                if isinstance(sample.prediction, int | float) and is_sampled(pid, self.ledger_sample_rate):
+                    shadow = sample.shadow_prediction
+                    scored = isinstance(shadow, int | float)
                     rows.append(
                         {
                             "id": pid,
-                            "request_id": job.request_id,
+                            "request_id": sample.request_id,
                             "model_name": model.name,
                             "model_version": model.version,
-                            "predicted_at": predicted_at,
-                            "features": features,
-                            "prediction": float(prediction),
+                            "model_alias": model.ref.alias,
+                            "predicted_at": datetime.fromtimestamp(sample.timestamp, UTC),
+                            "features": sample.features,
+                            "prediction": float(sample.prediction),
+                            "shadow_version": sample.shadow_version if scored else None,
+                            "shadow_prediction": float(shadow) if scored else None,
                         }
                     )
         return rows
+
+
+def _describe(follower: ModelFollower, role: str) -> dict[str, Any]:
+    model = follower.current
+    return {
+        "role": role,
+        "alias": follower.alias,
+        "version": model.version if model else None,
+        "ready": model is not None,
+    }
+
+
+def _split_like(flat: list[Any], groups: list[list[Any]]) -> list[list[Any]]:
+    ends = accumulate(len(group) for group in groups)
+    return [flat[end - len(group) : end] for group, end in zip(groups, ends, strict=True)]

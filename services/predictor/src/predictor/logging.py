@@ -1,7 +1,8 @@
 """One logging setup for the predictor and uvicorn: JSON lines in pods, text on a terminal.
 
 Every record carries the request id of the request being served (from a context variable set by the
-HTTP middleware) and the name and version of the model being served, when known.
+HTTP middleware) and the name and version of the model: the one that answered the request (a context
+variable, so a canary's requests name the canary), else the champion being served.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from contextvars import ContextVar
 from typing import Any
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+answering_model_var: ContextVar[tuple[str, str] | None] = ContextVar("answering_model", default=None)
 _served_model: dict[str, str | None] = {"model_name": None, "model_version": None}
 
 
 def set_served_model(name: str, version: str) -> None:
-    """Called on every model swap so later records name the version being served."""
+    """Called on every champion swap so later records outside a request name the version being served."""
     _served_model.update(model_name=name, model_version=version)
 
 
@@ -27,7 +29,9 @@ class ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
             record.request_id = request_id_var.get()
-        for key, value in _served_model.items():
+        answering = answering_model_var.get()
+        model = dict(zip(_served_model, answering, strict=True)) if answering else _served_model
+        for key, value in model.items():
             if not hasattr(record, key):
                 setattr(record, key, value)
         return True

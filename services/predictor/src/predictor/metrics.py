@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
@@ -60,12 +60,70 @@ for _reason in ("queue_full", "write_failed", "shutdown"):
 for _outcome in ("matched", "unmatched", "duplicate"):
     FEEDBACK_LABELS.labels(_outcome)
 
+
+# Challengers: versions served beside the champion (PREDICTOR_SHADOW_ALIAS, PREDICTOR_CANARY_ALIAS). The
+# champion's own metrics above keep their labels; these carry the alias and the role.
+CHALLENGER_LOADED = Gauge(
+    "predictor_challenger_loaded",
+    "1 while a shadow or canary version is loaded beside the champion.",
+    ["model_name", "model_alias", "role"],
+)
+CHALLENGER_RELOADS = Counter(
+    "predictor_challenger_reloads",
+    "Attempts to load a new version a shadow or canary alias points to.",
+    ["model_name", "model_alias", "role", "outcome"],
+)
+ROUTED_REQUESTS = Counter(
+    "predictor_routed_requests",
+    "Predict requests by the alias that answered them (the champion's, or the canary's).",
+    ["model_name", "model_alias"],
+)
+SHADOW_PREDICTIONS = Counter(
+    "predictor_shadow_predictions",
+    "Rows scored by the shadow version (never returned to a client).",
+    ["model_name", "model_version"],
+)
+SHADOW_DROPPED = Counter(
+    "predictor_shadow_dropped_rows",
+    "Served rows the shadow did not score, by reason (queue_full, breaker_open, failed, shutdown).",
+    ["reason"],
+)
+SHADOW_LATENCY = Histogram(
+    "predictor_shadow_batch_duration_seconds",
+    "Time the shadow version took per micro-batch.",
+    ["model_name", "model_version"],
+    buckets=LATENCY_BUCKETS,
+)
+SHADOW_ABSOLUTE_DIFFERENCE = Histogram(
+    "predictor_shadow_absolute_difference",
+    "|shadow prediction − served prediction| per row, in the output's unit.",
+    ["model_name", "model_version", "shadow_version"],
+    buckets=(0.1, 0.5, 1, 2, 5, 10, 20, 50, 100, 200),
+)
+SHADOW_RELATIVE_DIFFERENCE = Histogram(
+    "predictor_shadow_relative_difference",
+    "|shadow prediction − served prediction| / |served prediction| per row.",
+    ["model_name", "model_version", "shadow_version"],
+    buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2),
+)
+SHADOW_BREAKER_OPEN = Gauge(
+    "predictor_shadow_breaker_open", "1 while shadow scoring is paused after failures."
+)
+for _reason in ("queue_full", "breaker_open", "failed", "shutdown"):
+    SHADOW_DROPPED.labels(_reason)
+
 _prediction_value: Histogram | None = None
 
 
 def prediction_value(buckets: list[float]) -> Histogram:
-    """`predictor_prediction_value{model_name}`; buckets come from settings, so it is created on first use."""
+    """`predictor_prediction_value{model_name}`; its buckets come from settings, so it is made per app.
+
+    The registry holds one metric per name: an app with other buckets (a test, a reload) replaces it.
+    """
     global _prediction_value
+    if _prediction_value is not None and list(_prediction_value._upper_bounds[:-1]) != list(buckets):
+        REGISTRY.unregister(_prediction_value)
+        _prediction_value = None
     if _prediction_value is None:
         _prediction_value = Histogram(
             "predictor_prediction_value",

@@ -112,8 +112,10 @@ class MlflowModelLoader:
     def load(self, ref: VersionRef) -> LoadedModel:
         """Download, unpickle and smoke-test one version; ModelLoadError says why it cannot be served."""
         started = time.perf_counter()
-        local_path = self._cache / f"{ref.name}-v{ref.version}"
+        # One folder per alias: the champion and a challenger may load the same version at the same time.
+        local_path = self._cache / ref.alias / f"{ref.name}-v{ref.version}"
         shutil.rmtree(local_path, ignore_errors=True)
+        local_path.parent.mkdir(exist_ok=True)
         try:
             source = self._client.get_model_version_download_uri(ref.name, ref.version)
             path = mlflow.artifacts.download_artifacts(

@@ -17,8 +17,14 @@ class ErrorResponse(BaseModel):
 
 class PredictResponse(BaseModel):
     predictions: list[Any] = Field(description="one prediction per input row, in order")
+    prediction_ids: list[str] = Field(
+        description="one id per prediction (`<request_id>:<row>`), to send its true value to `:feedback` later"
+    )
     model_name: str
     model_version: str = Field(description="the registry version that produced these predictions")
+    model_alias: str = Field(
+        description="the alias that answered: the champion's, or the canary's for its share"
+    )
     request_id: str = Field(description="also sent as the X-Request-ID header")
 
 
@@ -34,6 +40,10 @@ class ModelMetadata(BaseModel):
         None, description="the MLflow signature: `inputs`, `outputs` column specs"
     )
     loaded_at: str | None = Field(None, description="ISO 8601, UTC")
+    challengers: list[dict[str, Any]] | None = Field(
+        None,
+        description="the shadow and canary aliases when configured: `role`, `alias`, `version`, `ready` (canary: `percent`)",
+    )
 
 
 class SampleOut(BaseModel):
@@ -43,6 +53,10 @@ class SampleOut(BaseModel):
     model_version: str
     features: dict[str, Any]
     prediction: Any
+    shadow_version: str | None = Field(None, description="only when a shadow version scored the row too")
+    shadow_prediction: Any = Field(
+        None, description="the shadow version's prediction (never returned by predict)"
+    )
 
 
 class SamplesResponse(BaseModel):

@@ -24,9 +24,12 @@ class Sample:
     model_version: str
     features: dict[str, Any]
     prediction: Any
+    shadow_version: str | None = None
+    """The shadow alias's version, when it scored this row too (PREDICTOR_SHADOW_ALIAS)."""
+    shadow_prediction: Any = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        served = {
             "timestamp": self.timestamp,
             "request_id": self.request_id,
             "model_name": self.model_name,
@@ -34,6 +37,9 @@ class Sample:
             "features": self.features,
             "prediction": self.prediction,
         }
+        if self.shadow_version is None:
+            return served
+        return served | {"shadow_version": self.shadow_version, "shadow_prediction": self.shadow_prediction}
 
 
 class SampleBuffer:
