@@ -90,11 +90,16 @@ class Settings(BaseSettings):
     """The previous champion's baseline: its labelled predictions in [promoted_at − this, promoted_at)."""
     label_delay_seconds: float = Field(0, ge=0)
     """Only labels received at least this long ago count for the rollback check (matured labels)."""
+    compare_min_rows: int = Field(200, ge=1)
+    """`trainer compare`: fewer labelled rows per arm (pairs in shadow mode) → verdict insufficient_data."""
+    pushgateway_url: str | None = None
+    """`trainer compare` pushes its verdict's gauges here (job model-comparison); unset → no push."""
 
     _split_lists = field_validator("drop_columns", "candidates", mode="before")(_split_csv)
     _log_level_upper = field_validator("log_level", mode="before")(_upper)
     _log_format_unset = field_validator("log_format", mode="before")(_empty_is_unset)
     _ledger_unset = field_validator("ledger_database_url", mode="before")(_empty_is_unset)
+    _pushgateway_unset = field_validator("pushgateway_url", mode="before")(_empty_is_unset)
 
     @field_validator("ledger_database_url")
     @classmethod

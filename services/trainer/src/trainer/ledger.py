@@ -234,3 +234,91 @@ def _utc(value: datetime) -> datetime:
 
 def _iso(value: Any) -> str:
     return str(pd.Timestamp(value).tz_convert(UTC).isoformat())
+
+
+# The same table with the columns revision 0002 added (which alias answered, the shadow's answer). Only
+# the comparison reads them, so training and the rollback check still work on an older ledger.
+served_predictions = sa.table(
+    "predictions",
+    sa.column("id", sa.String()),
+    sa.column("model_name", sa.String()),
+    sa.column("model_version", sa.String()),
+    sa.column("model_alias", sa.String()),
+    sa.column("predicted_at", sa.DateTime(timezone=True)),
+    sa.column("prediction", sa.Double()),
+    sa.column("shadow_version", sa.String()),
+    sa.column("shadow_prediction", sa.Double()),
+)
+SERVING_COLUMNS = ("model_alias", "shadow_version", "shadow_prediction")
+
+
+@dataclass(frozen=True)
+class ServedRows:
+    """Labelled predictions of one model with who answered them and what the shadow answered, oldest
+    first (predicted_at, then id). String columns are object arrays (None where unknown), so a mask is
+    one comparison: `rows.model_version == "3"`."""
+
+    predicted_at: pd.Series
+    """UTC timestamps."""
+    model_version: NDArray[np.object_]
+    model_alias: NDArray[np.object_]
+    """The alias that answered; None on rows written before revision 0002."""
+    prediction: NDArray[np.float64]
+    shadow_version: NDArray[np.object_]
+    shadow_prediction: NDArray[np.float64]
+    """NaN where no shadow scored the row."""
+    actual: NDArray[np.float64]
+
+    def __len__(self) -> int:
+        return len(self.actual)
+
+
+def served_rows(
+    url: str, model_name: str, start: datetime, end: datetime, labelled_before: datetime
+) -> ServedRows:
+    """The model's predictions with `start <= predicted_at < end` whose label was received by
+    `labelled_before` (matured), ordered by (predicted_at, id). LedgerUnavailable on a ledger the
+    predictor has not migrated to revision 0002 yet."""
+    p = served_predictions
+    query = (
+        sa.select(
+            p.c.predicted_at,
+            p.c.model_version,
+            p.c.model_alias,
+            p.c.prediction,
+            p.c.shadow_version,
+            p.c.shadow_prediction,
+            labels.c.actual,
+        )
+        .select_from(p.join(labels, labels.c.id == p.c.id))
+        .where(
+            p.c.model_name == model_name,
+            p.c.predicted_at >= _utc(start),
+            p.c.predicted_at < _utc(end),
+            labels.c.received_at <= _utc(labelled_before),
+        )
+        .order_by(p.c.predicted_at, p.c.id)
+    )
+
+    def run(conn: sa.Connection) -> Any:
+        present = {c["name"] for c in sa.inspect(conn).get_columns("predictions")}
+        missing = [c for c in SERVING_COLUMNS if c not in present]
+        if missing:
+            raise LedgerUnavailable(
+                f"the ledger database {describe(url)} has no {', '.join(missing)} column: a predictor "
+                "of this release adds them (ledger revision 0002) when it starts"
+            )
+        return conn.execute(query).all()
+
+    rows = _read(url, run)
+    return ServedRows(
+        predicted_at=pd.Series([_utc(r.predicted_at) for r in rows], dtype="datetime64[ns, UTC]"),
+        model_version=np.array([r.model_version for r in rows], dtype=object),
+        model_alias=np.array([r.model_alias for r in rows], dtype=object),
+        prediction=np.array([r.prediction for r in rows], dtype=float),
+        shadow_version=np.array([r.shadow_version for r in rows], dtype=object),
+        shadow_prediction=np.array(
+            [np.nan if r.shadow_prediction is None else r.shadow_prediction for r in rows], dtype=float
+        ),
+        actual=np.array([r.actual for r in rows], dtype=float),
+    )
