@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
+from mlflow import MlflowClient
 
 from scripts import labels as label_feed
 from scripts import local_stack as stack
@@ -495,6 +496,85 @@ def test_new_champion_is_followed_without_restart(release: Release, stage) -> No
     pods_after = {p["metadata"]["name"]: p["status"]["containerStatuses"][0]["restartCount"]
                   for p in release.predictor_pods()}  # fmt: skip
     assert pods_after == pods_before, "a pod was replaced or restarted to follow the alias"
+
+
+def test_challenger_in_shadow_and_canary_then_promoted_and_rolled_back(release: Release, stage) -> None:
+    """docs/operations.md "Champion and challenger": version 2 as `challenger`, in shadow and as a 50% canary
+    in one `helm upgrade`; labelled traffic; `trainer compare` and `trainer promote --alias challenger`, then
+    `trainer rollback`, run with `kubectl exec` in the retrain controller's pod as the docs say."""
+    mlflow = release.forward("mlflow", 5000)
+    MlflowClient(mlflow).set_registered_model_alias(MODEL, "challenger", "2")
+    with stage("helm upgrade: challenger v2 in shadow and as a 50% canary"):
+        kube.run(["helm", "upgrade", RELEASE, "charts/mlops", "-n", NAMESPACE, "--reuse-values",
+                  "--set", "predictor.shadow.alias=challenger", "--set", "predictor.canary.alias=challenger",
+                  "--set", "predictor.canary.percent=50", "--timeout", "10m"], timeout=660)  # fmt: skip
+        release.ns.kubectl(
+            "rollout", "status", f"deployment/{RELEASE}-predictor", "--timeout=5m", timeout=330
+        )
+        kube.wait_for(lambda: all(c == {"shadow": "2", "canary": "2"} for c in challengers(release).values()),
+                      120, interval=5, what="every predictor pod with challenger v2 loaded")  # fmt: skip
+    url = release.forward("predictor", 8080)
+    with stage("labelled traffic over both arms, labels posted"):
+        sent = label_feed.send([url], "drift", rows=CHALLENGER_ROWS, prefix=scenario.unique("ab"), batch=4)
+        assert not sent.failures and len(sent.ids) == CHALLENGER_ROWS, sent.failures[:3]
+        kube.wait_for(
+            lambda: label_feed.post_labels(url, sent.labels())["matched"] == CHALLENGER_ROWS,
+            60, interval=2, what="every label matched to its prediction in the ledger",
+        )  # fmt: skip
+    arms = {}
+    for key in (f"user-{i}" for i in range(40)):  # the same user twice: the same version both times
+        answers = {predict_as(url, key)["model_version"] for _ in range(2)}
+        assert len(answers) == 1, (key, answers)
+        arms[key] = answers.pop()
+    assert set(arms.values()) == {"2", "3"}, arms
+    samples = httpx.get(f"{url}/v1/samples", timeout=10).json()["samples"]
+    shadowed = [s.get("shadow_version") for s in samples if s["model_version"] == "3"]
+    assert shadowed.count("2") >= 0.9 * len(shadowed) > 0, shadowed  # a full shadow queue may skip a batch
+    with stage("trainer compare in the retrain controller's pod"):
+        report = controller_trainer(release, "compare", "--challenger-alias", "challenger",
+                                    env={"TRAINER_COMPARE_MIN_ROWS": "30"})  # fmt: skip
+    REPORT.append("trainer compare (cluster): " + json.dumps(report))
+    assert report["mode"] == "shadow" and report["challenger"]["version"] == "2", report
+    assert report["champion"]["version"] == "3" and report["verdict"] != "insufficient_data", report
+    with stage("trainer promote --alias challenger, followed by every pod"):
+        controller_trainer(release, "promote", "--alias", "challenger")
+        kube.wait_for(lambda: set(release.served_versions().values()) == {"2"}, 120, interval=5,
+                      what="every predictor pod serving version 2")  # fmt: skip
+    with stage("trainer rollback: back to version 3"):
+        controller_trainer(release, "rollback", "--reason", "cluster test: blue-green back")
+        kube.wait_for(lambda: set(release.served_versions().values()) == {"3"}, 120, interval=5,
+                      what="every predictor pod serving version 3 again")  # fmt: skip
+
+
+CHALLENGER_ROWS = 240
+
+
+def challengers(release: Release) -> dict[str, dict[str, str | None]]:
+    """pod name -> {role: version loaded}, asked of each pod."""
+    loaded = {}
+    for pod in release.predictor_pods():
+        name = pod["metadata"]["name"]
+        with kube.port_forward(release.ns.name, f"pod/{name}", 8080) as forward:
+            body = httpx.get(f"{forward.url}/v1/models/{MODEL}", timeout=10).json()
+        loaded[name] = {c["role"]: c["version"] for c in body.get("challengers", [])}
+    return loaded
+
+
+def predict_as(url: str, routing_key: str) -> dict:
+    record = label_feed.labelled_records("drift", 1, 0)[0][0]
+    response = httpx.post(f"{url}/v1/models/{MODEL}:predict", json={"instances": [record]},
+                          headers={"X-Routing-Key": routing_key}, timeout=30)  # fmt: skip
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def controller_trainer(release: Release, *args: str, env: dict[str, str] | None = None) -> dict:
+    """`kubectl exec` a trainer command in the retrain controller's pod (it has MLflow and the ledger)."""
+    prefix = ["env", *(f"{k}={v}" for k, v in (env or {}).items())] if env else []
+    out = release.ns.kubectl("exec", f"deployment/{RELEASE}-retrain-controller", "--", *prefix, "trainer", *args,
+                             timeout=180)  # fmt: skip
+    outcome, _end = json.JSONDecoder().raw_decode(out[out.index("{") :])
+    return outcome
 
 
 def trainer_outcome(logs: str) -> dict:
