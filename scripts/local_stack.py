@@ -190,7 +190,13 @@ def start_predictor(
 
 def start_pushgateway(state_dir: Path, port: int | None = None) -> Process:
     port = port or free_port()
-    argv = [require_binary(PROMETHEUS_BINARIES["pushgateway"]), f"--web.listen-address=127.0.0.1:{port}"]
+    # In memory only: Debian's build persists to one shared file by default, so each test's gateway
+    # would start with every earlier one's groups.
+    argv = [
+        require_binary(PROMETHEUS_BINARIES["pushgateway"]),
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--persistence.file=",
+    ]
     return start_process("pushgateway", argv, port=port, state_dir=state_dir, ready_path="/-/ready")
 
 
