@@ -26,9 +26,9 @@ from mlflow.models import infer_signature
 from numpy.typing import NDArray
 from sklearn.dummy import DummyRegressor
 
-from trainer import model_card, recalibration
+from trainer import ensemble, model_card, recalibration
 from trainer.candidates import CANDIDATES
-from trainer.config import Settings
+from trainer.config import ENSEMBLE, Settings, ensemble_members
 from trainer.data import RDATASETS_PREFIX, Features, Split, load_dataset, prepare, schema_summary, time_split
 from trainer.errors import TrainerError
 from trainer.evaluation import regression_metrics
@@ -132,29 +132,60 @@ class Windows:
         )
 
 
+def new_candidate(name: str, settings: Settings, features: Features) -> Any:
+    """An unfitted candidate; the ensemble's `fit` fits each of its members."""
+    if name == ENSEMBLE:
+        members = ensemble_members(settings.candidates)
+        return ensemble.unfitted({m: new_candidate(m, settings, features) for m in members})
+    return CANDIDATES[name](features.numeric, features.categorical, settings.seed)
+
+
 def fit_candidates(settings: Settings, features: Features, w: Windows) -> dict[str, dict[str, float]]:
-    """Each candidate fitted on the training window and scored on validation, one nested run each."""
+    """Each candidate fitted on the training window and scored on validation, one nested run each.
+    The ensemble comes last and reuses its members as fitted here (no second fit); on a tie in
+    validation RMSE the winner is then the single model."""
     validation: dict[str, dict[str, float]] = {}
-    for name in settings.candidates:
+    fitted: dict[str, Any] = {}
+    fit_seconds: dict[str, float] = {}
+    for name in ensemble_members(settings.candidates):
         with stage(f"fit candidate {name}"), mlflow.start_run(run_name=name, nested=True):
-            pipeline = CANDIDATES[name](features.numeric, features.categorical, settings.seed)
+            pipeline = new_candidate(name, settings, features)
             started = time.perf_counter()
             pipeline.fit(w.X_train, w.y_train)
             metrics = regression_metrics(w.y_val, pipeline.predict(w.X_val))
+            fit_seconds[name] = time.perf_counter() - started
             estimator_params = pipeline.named_steps["model"].get_params().items()
             mlflow.log_params(
                 {"candidate": name}
                 | {k: v for k, v in estimator_params if isinstance(v, int | float | str | bool | None)}
             )
             mlflow.log_metrics(
-                {f"val_{k}": v for k, v in metrics.items()} | {"fit_seconds": time.perf_counter() - started}
+                {f"val_{k}": v for k, v in metrics.items()} | {"fit_seconds": fit_seconds[name]}
             )
-            validation[name] = metrics
-            log.info(
-                "candidate scored",
-                extra={"candidate": name} | {f"val_{k}": round(v, 3) for k, v in metrics.items()},
+            validation[name], fitted[name] = metrics, pipeline
+            log_scored(name, metrics)
+    if ENSEMBLE in settings.candidates:
+        with stage(f"score candidate {ENSEMBLE}"), mlflow.start_run(run_name=ENSEMBLE, nested=True):
+            metrics = regression_metrics(w.y_val, ensemble.of_fitted(fitted).predict(w.X_val))
+            mlflow.log_params({"candidate": ENSEMBLE, "members": ",".join(fitted), "weights": "equal"})
+            # What fitting it costs (a winning ensemble's refit pays it); here its members were reused.
+            mlflow.log_metrics(
+                {f"val_{k}": v for k, v in metrics.items()} | {"fit_seconds": sum(fit_seconds.values())}
             )
+            validation[ENSEMBLE] = metrics
+            log_scored(ENSEMBLE, metrics)
     return validation
+
+
+def best_candidate(validation: dict[str, dict[str, float]]) -> str:
+    """The lowest validation RMSE; on a tie, the first (single models before the ensemble)."""
+    return min(validation, key=lambda name: validation[name]["rmse"])
+
+
+def log_scored(name: str, metrics: dict[str, float]) -> None:
+    log.info(
+        "candidate scored", extra={"candidate": name} | {f"val_{k}": round(v, 3) for k, v in metrics.items()}
+    )
 
 
 def log_model_and_reference(
@@ -320,14 +351,12 @@ def train(settings: Settings) -> TrainResult:
         mlflow.log_dict(summary, "data/schema_summary.json")
 
         validation = fit_candidates(settings, features, w)
-        winner = min(validation, key=lambda n: validation[n]["rmse"])
+        winner = best_candidate(validation)
         X_fit = pd.concat([w.X_fit, recent.fit.X], ignore_index=True) if recent.used else w.X_fit
         y_fit = np.concatenate([w.y_fit, recent.fit.y]) if recent.used else w.y_fit
         fitted_on = "train + validation" + (f" + {len(recent.fit)} ledger rows" if recent.used else "")
         with stage(f"refit {winner} on {fitted_on}"):
-            pipeline = CANDIDATES[winner](features.numeric, features.categorical, settings.seed).fit(
-                X_fit, y_fit
-            )
+            pipeline = new_candidate(winner, settings, features).fit(X_fit, y_fit)
             model: Any = pipeline
             if recent.used:  # the recent price level, from labelled rows the pipeline was not fitted on
                 factor = recalibration.level_factor(
