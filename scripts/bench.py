@@ -1,6 +1,6 @@
-"""Benchmark: our predictor vs `mlflow models serve`, and the predictor's cost of its predictions ledger.
+"""Benchmark: our predictor vs `mlflow models serve`, and the predictor's cost of its ledger and of a shadow model.
 
-Usage: `make bench` (= `python -m scripts.bench`), one part only with `--only peer` or `--only ledger`, or
+Usage: `make bench` (= `python -m scripts.bench`), one part only with `--only peer|ledger|shadow`, or
 with an MLflow server that already has a champion: `python -m scripts.bench --tracking-uri http://127.0.0.1:5000`.
 
 peer: both servers run one worker process and get the very same request bodies (MLflow's
@@ -17,12 +17,22 @@ is exact; after the "down" run the database is started again and the backlog's c
 `--rounds N` runs none/up/down in turn N times per case and prints medians: on a shared machine a
 change in the other load then hits the three alike.
 
+shadow: the same predictor without and with a shadow model (PREDICTOR_SHADOW_ALIAS=challenger), the
+`challenger` alias on a second, different version (made with the trainer if the registry has none, see
+`ensure_challenger`; the champion alias never moves): batch 1 at concurrency 16 and batch 100 at
+concurrency 8, off/on in turn per round, medians. Printed: the latency table with the ratios on/off,
+the issue's goal (champion p99 on/off <= 1.3x at batch 1, concurrency 16) and whether it is met, and the
+shadow's counters from /metrics per run (rows scored, dropped by reason, its predict calls and their time),
+read once the shadow's queue has drained: every row answered since the run began is recorded (the
+predictor counts a served row once the shadow scored or dropped it) and two reads in a row agree.
+
 Numbers depend on the machine and on what else runs on it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -49,6 +59,20 @@ CASES = [(1, 1), (1, 16), (100, 8)]  # (rows per request, concurrent connections
 LEDGER_CASES = [(1, 16), (100, 8)]
 LEDGER_STATES = ("none", "up", "down")  # no ledger configured; ledger database running; stopped
 DRAIN_TIMEOUT_SECONDS = 120  # the writer retries every 10 s at most: a restarted database is back well within
+SHADOW_ALIAS = "challenger"
+SHADOW_CASES = [(1, 16), (100, 8)]
+SHADOW_STATES = ("off", "on")  # PREDICTOR_SHADOW_ALIAS unset; set to SHADOW_ALIAS
+# Issue 18: the champion's p99 with the shadow on at most 1.3x the p99 with it off, batch 1 at concurrency 16.
+SHADOW_GOAL_CASE = (1, 16)
+SHADOW_GOAL_P99_RATIO = 1.3
+SHADOW_DROP_REASONS = ("queue_full", "breaker_open", "failed", "shutdown")
+# The challenger the bench makes when the registry has none: the champion's own estimator family (the
+# default run's winner), refit on a shorter window (test window 25% instead of 15%), so it is a different
+# model with the same cost per call. A new seed would not do: the booster is deterministic without early
+# stopping. The trainer promotes it to a bench-only alias (so `champion` and `previous` never move), then
+# `challenger` is pointed at it.
+CHALLENGER_TRAINING = {"TRAINER_CANDIDATES": "hist_gradient_boosting", "TRAINER_TEST_FRACTION": "0.25"}
+CHALLENGER_TRAINING_ALIAS = "bench-challenger"
 
 WRK_SCRIPT = """
 wrk.method = "POST"
@@ -349,6 +373,207 @@ def count_predictions(url: str) -> int:
         engine.dispose()
 
 
+@dataclass(frozen=True)
+class Challenger:
+    """The two versions the shadow part serves, and how far apart their predictions are."""
+
+    champion: str
+    challenger: str
+    description: str
+
+
+def ensure_challenger(tracking_uri: str, body: Path) -> Challenger:
+    """`challenger` on a version other than the champion's (trained if need be), checked to predict otherwise."""
+    client = MlflowClient(tracking_uri)
+    champion = client.get_model_version_by_alias(MODEL, ALIAS)
+    try:
+        existing = client.get_model_version_by_alias(MODEL, SHADOW_ALIAS)
+    except mlflow.exceptions.MlflowException:
+        existing = None
+    if existing is not None and str(existing.version) != str(champion.version):
+        version = str(existing.version)
+    else:
+        print(
+            f"training a challenger (trainer train, {' '.join(f'{k}={v}' for k, v in CHALLENGER_TRAINING.items())}) ...",
+            flush=True,
+        )
+        result = stack.run_cli(
+            ["trainer", "train"],
+            env={
+                "MLFLOW_TRACKING_URI": tracking_uri,
+                "LOG_FORMAT": "json",
+                "TRAINER_CHAMPION_ALIAS": CHALLENGER_TRAINING_ALIAS,
+                **CHALLENGER_TRAINING,
+            },
+        )
+        if result.returncode != 0:
+            raise SystemExit(f"trainer failed:\n{result.stderr[-3000:]}")
+        version = str(json.loads(result.stdout)["version"])
+        client.set_registered_model_alias(MODEL, SHADOW_ALIAS, version)
+        with contextlib.suppress(mlflow.exceptions.MlflowException):  # bench-only: never needed again
+            client.delete_registered_model_alias(MODEL, CHALLENGER_TRAINING_ALIAS)
+    records = json.loads(body.read_bytes())["dataframe_records"]
+    frame = pd.DataFrame(records)
+    predictions = {}
+    for v in (str(champion.version), version):
+        path = mlflow.artifacts.download_artifacts(
+            client.get_model_version_download_uri(MODEL, v), tracking_uri=tracking_uri
+        )
+        model = mlflow.pyfunc.load_model(path)
+        predictions[v] = model.predict(frame).astype(float)
+    differences = abs(predictions[version] - predictions[str(champion.version)])
+    if not differences.max() > 0:
+        raise SystemExit(
+            f"{MODEL} v{champion.version} (@{ALIAS}) and v{version} (@{SHADOW_ALIAS}) predict the same: "
+            "not a shadow worth measuring"
+        )
+
+    def kind(v: str) -> str:
+        tags = client.get_model_version(MODEL, v).tags
+        test_mae = f", test MAE {tags['test_mae']}" if "test_mae" in tags else ""
+        return f"{tags.get('candidate', 'unknown candidate')}{test_mae}"
+
+    description = (
+        f"champion v{champion.version} ({kind(str(champion.version))}), "
+        f"shadow v{version} @{SHADOW_ALIAS} ({kind(version)}); on the {len(frame)}-row body their predictions "
+        f"differ on {int((differences > 0).sum())} rows, mean |difference| {differences.mean():.2f}"
+    )
+    return Challenger(str(champion.version), version, description)
+
+
+@dataclass(frozen=True)
+class ShadowCounters:
+    """A predictor's served and shadow-scored rows (docs/interfaces.md), read from its /metrics."""
+
+    answered: float
+    """Predict requests answered with 200 (a response goes out before the shadow scores its rows)."""
+    predicted: float
+    """predictor_predictions_total: served rows once recorded, i.e. after the shadow scored or dropped them."""
+    scored: float
+    dropped: dict[str, float]
+    calls: float = 0
+    """The shadow's predict calls (predictor_shadow_batch_duration_seconds_count): one per micro-batch."""
+    seconds: float = 0
+    """Their time in all (predictor_shadow_batch_duration_seconds_sum)."""
+
+    def minus(self, before: ShadowCounters) -> ShadowCounters:
+        return ShadowCounters(
+            self.answered - before.answered,
+            self.predicted - before.predicted,
+            self.scored - before.scored,
+            {reason: n - before.dropped.get(reason, 0) for reason, n in self.dropped.items()},
+            self.calls - before.calls,
+            self.seconds - before.seconds,
+        )
+
+    def plus(self, other: ShadowCounters) -> ShadowCounters:
+        reasons = self.dropped.keys() | other.dropped.keys()
+        return ShadowCounters(
+            self.answered + other.answered,
+            self.predicted + other.predicted,
+            self.scored + other.scored,
+            {reason: self.dropped.get(reason, 0) + other.dropped.get(reason, 0) for reason in reasons},
+            self.calls + other.calls,
+            self.seconds + other.seconds,
+        )
+
+
+def shadow_counters(base_url: str) -> ShadowCounters:
+    text = httpx.get(f"{base_url}/metrics", timeout=10).text
+    answered = predicted = scored = calls = seconds = 0.0
+    dropped: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "predictor_http_requests_total":
+                if sample.labels["route"].endswith(":predict") and sample.labels["status"] == "200":
+                    answered += sample.value
+            elif sample.name == "predictor_predictions_total":
+                predicted += sample.value
+            elif sample.name == "predictor_shadow_predictions_total":
+                scored += sample.value
+            elif sample.name == "predictor_shadow_dropped_rows_total":
+                dropped[sample.labels["reason"]] = sample.value
+            elif sample.name == "predictor_shadow_batch_duration_seconds_count":
+                calls += sample.value
+            elif sample.name == "predictor_shadow_batch_duration_seconds_sum":
+                seconds += sample.value
+    return ShadowCounters(answered, predicted, scored, dropped, calls, seconds)
+
+
+def wait_shadow_drained(base_url: str, before: ShadowCounters, rows: int) -> ShadowCounters:
+    """The counters once the shadow's queue is empty: every row answered since `before` (a drained
+    reading; `rows` per request) is recorded, scored or dropped, and two reads in a row agree."""
+    last: list[ShadowCounters] = []
+
+    def settled() -> ShadowCounters | None:
+        now = shadow_counters(base_url)
+        previous = last[-1] if last else None
+        last.append(now)
+        recorded = now.predicted - before.predicted == (now.answered - before.answered) * rows
+        return now if now == previous and recorded else None
+
+    counters: ShadowCounters = stack.wait_for(
+        settled, timeout=DRAIN_TIMEOUT_SECONDS, what="the shadow's queue to drain"
+    )
+    return counters
+
+
+def wait_shadow_loaded(base_url: str, version: str) -> None:
+    """Until GET /v1/models/<name> lists the shadow as ready, on the challenger's version."""
+
+    def loaded() -> bool:
+        response = httpx.get(f"{base_url}/v1/models/{MODEL}", timeout=10)
+        challengers = response.json().get("challengers", []) if response.status_code == 200 else []
+        return any(c["role"] == "shadow" and c["ready"] and str(c["version"]) == version for c in challengers)
+
+    stack.wait_for(loaded, timeout=180, what=f"the shadow (v{version}) to be loaded")
+
+
+def bench_shadow(
+    local: stack.LocalStack, state_dir: Path, tracking_uri: str, load: Load, rounds: int = 1
+) -> None:
+    challenger = ensure_challenger(tracking_uri, load.bodies[max(load.bodies)])
+    print(challenger.description, flush=True)
+    servers = {
+        "off": local.add(stack.start_predictor(state_dir, tracking_uri, name="bench-predictor-shadow-off")),
+        "on": local.add(
+            stack.start_predictor(
+                state_dir,
+                tracking_uri,
+                name="bench-predictor-shadow-on",
+                settings={"PREDICTOR_SHADOW_ALIAS": SHADOW_ALIAS},
+            )
+        ),
+    }
+    wait_shadow_loaded(servers["on"].url, challenger.challenger)
+    results: dict[tuple[int, int, str], Result] = {}
+    rounds_p99: dict[tuple[int, int], list[float]] = {}
+    counters: dict[tuple[int, int], ShadowCounters] = {}
+    for rows, connections in SHADOW_CASES:
+        # Rounds of off/on in turn: a change in the machine's other load hits both alike.
+        runs: dict[str, list[Result]] = {state: [] for state in SHADOW_STATES}
+        for round_ in range(1, rounds + 1):
+            for state in SHADOW_STATES:
+                server = servers[state]
+                print(
+                    f"batch {rows}, concurrency {connections}: shadow {state} (round {round_}/{rounds}) ...",
+                    flush=True,
+                )
+                before = shadow_counters(server.url)  # drained: the previous run's rows are all recorded
+                runs[state].append(load.run(f"{server.url}/v1/models/{MODEL}:predict", rows, connections))
+                wait_idle(server.url)
+                delta = wait_shadow_drained(server.url, before, rows).minus(before)
+                if state == "on":
+                    zero = ShadowCounters(0, 0, 0, {})
+                    counters[rows, connections] = counters.get((rows, connections), zero).plus(delta)
+            rounds_p99.setdefault((rows, connections), []).append(
+                runs["on"][-1].p99_ms / runs["off"][-1].p99_ms
+            )
+        for state, measured in runs.items():
+            results[rows, connections, state] = median_result(measured)
+    print_shadow_tables(results, counters, rounds_p99, challenger, load, rounds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -360,12 +585,13 @@ def main() -> None:
         "--rounds",
         type=int,
         default=1,
-        help="ledger part: rounds of none/up/down per case, medians printed (default 1)",
+        help="ledger and shadow parts: rounds of none/up/down (off/on) per case, medians printed (default 1)",
     )
     parser.add_argument(
         "--only",
-        choices=("peer", "ledger"),
-        help="run one part: `peer` (ours vs mlflow models serve) or `ledger` (database up vs down); default both",
+        choices=("peer", "ledger", "shadow"),
+        help="run one part: `peer` (ours vs mlflow models serve), `ledger` (database up vs down) or "
+        "`shadow` (a shadow model off vs on); default all three",
     )
     args = parser.parse_args()
 
@@ -381,6 +607,8 @@ def main() -> None:
             bench_peer(local, state_dir, tracking_uri, load)
         if args.only in (None, "ledger"):
             bench_ledger(local, state_dir, tracking_uri, load, args.rounds)
+        if args.only in (None, "shadow"):
+            bench_shadow(local, state_dir, tracking_uri, load, args.rounds)
 
 
 def print_table(
@@ -462,6 +690,78 @@ def print_ledger_tables(
                 f"{c.dropped.get('queue_full', 0):>11.0f}{c.dropped.get('write_failed', 0):>13.0f}"
                 f"{c.dropped.get('shutdown', 0):>9.0f}{c.queued:>8.0f}{share:>9.1f}%"
             )
+
+
+def print_shadow_tables(
+    results: dict[tuple[int, int, str], Result],
+    counters: dict[tuple[int, int], ShadowCounters],
+    rounds_p99: dict[tuple[int, int], list[float]],
+    challenger: Challenger,
+    load: Load,
+    rounds: int,
+) -> None:
+    seconds = load.duration
+    header = f"{'case':<24}{'shadow':<8}{'req/s':>9}{'rows/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+    medians = f", median of {rounds} rounds" if rounds > 1 else ""
+    print(
+        f"\nshadow: the champion's latency with PREDICTOR_SHADOW_ALIAS unset (off) and ={SHADOW_ALIAS} (on);"
+        f" wrk, {seconds:g} s per case{medians}, one worker process, 127.0.0.1\n{challenger.description}\n"
+    )
+    print(header)
+    print("-" * len(header))
+    for rows, connections in SHADOW_CASES:
+        case = f"batch {rows}, conc {connections}"
+        for state in SHADOW_STATES:
+            r = results[rows, connections, state]
+            print(
+                f"{case if state == 'off' else '':<24}{state:<8}{r.requests_per_second:>9.1f}{r.rows_per_second:>10.0f}"
+                f"{r.p50_ms:>9.1f}{r.p99_ms:>9.1f}{r.errors:>8}"
+            )
+        off, on = results[rows, connections, "off"], results[rows, connections, "on"]
+        print(
+            f"{'':<24}{'on/off':<8}{on.requests_per_second / off.requests_per_second:>8.2f}x"
+            f"{on.rows_per_second / off.rows_per_second:>9.2f}x"
+            f"{on.p50_ms / off.p50_ms:>8.2f}x{on.p99_ms / off.p99_ms:>8.2f}x"
+        )
+        if rounds > 1:
+            per_round = ", ".join(f"{ratio:.2f}x" for ratio in rounds_p99[rows, connections])
+            print(f"{'':<24}p99 on/off per round: {per_round}")
+
+    header = (
+        f"{'case':<24}{'served':>9}{'scored':>9}{'scored %':>9}"
+        + "".join(f"{reason:>13}" for reason in SHADOW_DROP_REASONS)
+        + f"{'calls':>8}{'rows/call':>10}{'ms/call':>8}{'busy %':>7}"
+    )
+    loaded = rounds * (load.warmup + load.duration)
+    print(
+        "\nshadow rows with the shadow on (/metrics deltas, warm-up included"
+        + (f", summed over {rounds} rounds" if rounds > 1 else "")
+        + "; read once the shadow's queue drained): served = predictor_predictions_total,"
+        " scored = predictor_shadow_predictions_total, then predictor_shadow_dropped_rows_total by reason;"
+        " the shadow's predict calls (predictor_shadow_batch_duration_seconds: wall time, waiting for the GIL"
+        f" included) and their time as a share of the {loaded:g} s under load (over 100%: the shadow was still"
+        " scoring its queue after wrk stopped)\n"
+    )
+    print(header)
+    print("-" * len(header))
+    for rows, connections in SHADOW_CASES:
+        c = counters[rows, connections]
+        share = 100 * c.scored / c.predicted if c.predicted else float("nan")
+        per_call = c.scored / c.calls if c.calls else float("nan")
+        ms_per_call = 1000 * c.seconds / c.calls if c.calls else float("nan")
+        print(
+            f"{f'batch {rows}, conc {connections}':<24}{c.predicted:>9.0f}{c.scored:>9.0f}{share:>8.1f}%"
+            + "".join(f"{c.dropped.get(reason, 0):>13.0f}" for reason in SHADOW_DROP_REASONS)
+            + f"{c.calls:>8.0f}{per_call:>10.1f}{ms_per_call:>8.1f}{100 * c.seconds / loaded:>6.0f}%"
+        )
+
+    rows, connections = SHADOW_GOAL_CASE
+    ratio = results[rows, connections, "on"].p99_ms / results[rows, connections, "off"].p99_ms
+    verdict = "met" if ratio <= SHADOW_GOAL_P99_RATIO else "NOT met"
+    print(
+        f"\ngoal (issue 18): champion p99 on/off <= {SHADOW_GOAL_P99_RATIO:g}x at batch {rows}, concurrency"
+        f" {connections}: {ratio:.2f}x, {verdict}"
+    )
 
 
 if __name__ == "__main__":
