@@ -141,7 +141,7 @@ def test_a_challenger_that_cannot_load_leaves_the_champion_serving(make_client, 
     labels = {
         "model_name": registry.name,
         "model_alias": "challenger",
-        "role": "shadow",
+        "role": "shadow+canary",  # one alias in both roles: one follower, one load
         "outcome": "failure",
     }
     wait_for(lambda: metric("predictor_challenger_reloads_total", **labels) >= 1, interval=0.05)
@@ -303,3 +303,26 @@ def test_buckets_spread_evenly() -> None:
     counts = np.bincount([bucket(f"k{i}") // 1000 for i in range(20_000)], minlength=10)
     assert counts.min() > 1_800 and counts.max() < 2_200
     assert bucket("same") == bucket("same")
+
+
+def test_shutdown_records_every_served_row_even_with_a_slow_shadow(make_client, registry, tmp_path) -> None:
+    """Stopping while the shadow lags: what it cannot score in time is recorded without it, before the
+    ledger's last flush, so every acknowledged row is in the ledger."""
+    registry.log_version(SlowOnPredict(), tiny_frame(5), alias="challenger")
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    client = make_client(settings=tiny_settings(registry, shadow_alias="challenger", ledger_database_url=url))
+    wait_for(lambda: challenger_of(client, registry, "shadow")["ready"], interval=0.05)
+    shutdown_before = metric("predictor_shadow_dropped_rows_total", reason="shutdown")
+
+    with ThreadPoolExecutor(8) as pool:
+        bodies = list(
+            pool.map(lambda seed: predict(client, registry, records(tiny_frame(3, seed=seed))), range(40))
+        )
+    client.__exit__(None, None, None)  # at once: the shadow is still busy with the first batches
+
+    engine = sa.create_engine(url)
+    with engine.connect() as connection:
+        stored = set(connection.execute(sa.select(predictions.c.id)).scalars())
+    engine.dispose()
+    assert stored == {pid for body in bodies for pid in body["prediction_ids"]}
+    assert metric("predictor_shadow_dropped_rows_total", reason="shutdown") > shutdown_before

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from threadpoolctl import threadpool_limits
 
 from predictor import __version__, api, metrics
 from predictor.canary import CanarySplit
@@ -48,7 +49,7 @@ def create_app(settings: Settings) -> FastAPI:
         poll_interval=settings.poll_interval_seconds,
         retry_max_seconds=settings.load_retry_max_seconds,
     )
-    canary, shadow, challengers = _challengers(settings, loader, follower)
+    canary, shadow, challengers = _challengers(settings, follower)
     samples = SampleBuffer(settings.sample_buffer_size)
     metrics.SAMPLES_BUFFERED.set_function(samples.__len__)
     ledger = _ledger_writer(settings)
@@ -97,30 +98,42 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 def _challengers(
-    settings: Settings, loader: MlflowModelLoader, champion: ModelFollower
+    settings: Settings, champion: ModelFollower
 ) -> tuple[CanarySplit | None, ShadowScorer | None, list[ChallengerFollower]]:
-    """The canary split and the shadow scorer the settings ask for, and their followers."""
+    """The canary split and the shadow scorer the settings ask for, and their followers: one per alias,
+    so a version that is both shadow and canary is loaded once."""
+    followers: dict[str, ChallengerFollower] = {}
 
-    def follower(alias: str, role: str) -> ChallengerFollower:
-        return ChallengerFollower(
-            loader,
-            name=settings.model_name,
-            alias=alias,
-            role=role,
-            champion_schema=lambda: champion.current.schema if champion.current else None,
-            poll_interval=settings.poll_interval_seconds,
-        )
+    def follower(alias: str) -> ChallengerFollower:
+        roles = [
+            role
+            for role, a in (("shadow", settings.shadow_alias), ("canary", settings.canary_alias))
+            if a == alias
+        ]
+        if alias not in followers:
+            followers[alias] = ChallengerFollower(
+                MlflowModelLoader(
+                    settings.mlflow_tracking_uri, extra_fields=settings.extra_fields
+                ),  # own folder
+                name=settings.model_name,
+                alias=alias,
+                role="+".join(roles),
+                champion_schema=lambda: champion.current.schema if champion.current else None,
+                poll_interval=settings.poll_interval_seconds,
+            )
+        return followers[alias]
 
     canary = shadow = None
     if settings.canary_alias is not None:
-        canary = CanarySplit(follower(settings.canary_alias, "canary"), settings.canary_percent)
+        canary = CanarySplit(follower(settings.canary_alias), settings.canary_percent)
     if settings.shadow_alias is not None:
         shadow = ShadowScorer(
-            follower(settings.shadow_alias, "shadow"),
+            follower(settings.shadow_alias),
             queue_batches=settings.shadow_queue_batches,
             breaker=CircuitBreaker(settings.shadow_breaker_failures, settings.shadow_breaker_seconds),
+            thread_initializer=lambda: threadpool_limits(limits=settings.inference_threads),
         )
-    return canary, shadow, [part.follower for part in (canary, shadow) if part is not None]
+    return canary, shadow, list(followers.values())
 
 
 def _ledger_writer(settings: Settings) -> LedgerWriter | None:

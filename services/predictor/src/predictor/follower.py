@@ -105,7 +105,7 @@ class ModelFollower:
 
     async def _follow(self, ref: VersionRef) -> None:
         failures, next_try = self._failed.get(ref.version, (0, 0.0))
-        if self.current is not None and time.monotonic() < next_try:
+        if self._backing_off(next_try):
             return  # a version that failed recently: wait out its backoff
         model = await self._load(ref)
         if model is None:
@@ -134,6 +134,10 @@ class ModelFollower:
             return None
         self._count_reload("success")
         return model
+
+    def _backing_off(self, next_try: float) -> bool:
+        # Before the first version is served, start-up's own retry loop sets the pace.
+        return self.current is not None and time.monotonic() < next_try
 
     def _check_inputs(self, model: LoadedModel) -> None:
         if self.current is not None and model.schema != self.current.schema:
@@ -212,6 +216,8 @@ class ChallengerFollower(ModelFollower):
             await asyncio.sleep(self.poll_interval)
 
     async def check(self) -> None:
+        if self._champion_schema() is None:
+            return  # its inputs are checked against the champion's: nothing to check against yet
         try:
             ref = await asyncio.to_thread(self.loader.resolve, self.name, self.alias)
         except MlflowException as exc:
@@ -223,6 +229,9 @@ class ChallengerFollower(ModelFollower):
         if self.current is not None and ref.version == self.current.version:
             return
         await self._follow(ref)
+
+    def _backing_off(self, next_try: float) -> bool:
+        return time.monotonic() < next_try  # nothing depends on it: a failed version waits its turn
 
     def _check_inputs(self, model: LoadedModel) -> None:
         champion = self._champion_schema()

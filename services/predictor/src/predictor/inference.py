@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import accumulate, groupby
+from itertools import accumulate
 from typing import Any
 
 from threadpoolctl import threadpool_limits
@@ -122,9 +122,15 @@ class InferenceService:
     # ---- in the inference thread
 
     def _predict_batch(self, jobs: Sequence[_Job]) -> list[list[Any] | Exception]:
-        results: list[list[Any] | Exception] = []
-        for model, group in groupby(jobs, key=lambda job: job.model):  # a swap may split one batch in two
-            results.extend(self._predict_group(model, list(group)))
+        # One model call per version (champion, canary, or the version before a swap), in any interleaving.
+        positions: dict[int, list[int]] = {}
+        for position, job in enumerate(jobs):
+            positions.setdefault(id(job.model), []).append(position)
+        results: list[list[Any] | Exception] = [[] for _ in jobs]
+        for group in positions.values():
+            members = [jobs[position] for position in group]
+            for position, result in zip(group, self._predict_group(members[0].model, members), strict=True):
+                results[position] = result
         return results
 
     def _predict_group(self, model: LoadedModel, jobs: list[_Job]) -> list[list[Any] | Exception]:

@@ -24,7 +24,7 @@ predictions = sa.Table(
     sa.Column("features", sa.JSON, nullable=False),
     sa.Column("prediction", sa.Double, nullable=False),
     # The alias that answered (champion, or the canary's alias); None before revision 0002.
-    sa.Column("model_alias", sa.String(64), nullable=True),
+    sa.Column("model_alias", sa.String(255), nullable=True),
     # The shadow model's prediction of the same row, when one scored it (PREDICTOR_SHADOW_ALIAS).
     sa.Column("shadow_version", sa.String(64), nullable=True),
     sa.Column("shadow_prediction", sa.Double, nullable=True),

@@ -49,6 +49,7 @@ class LedgerWriter:
         self._clock = clock
         self._queue: deque[dict[str, Any]] = deque()
         self._lock = threading.Lock()
+        self._stopped = False
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
         self._ready = threading.Event()
@@ -69,6 +70,9 @@ class LedgerWriter:
     def offer(self, rows: Sequence[dict[str, Any]]) -> None:
         """Queue rows for writing; never blocks. Rows past the queue's bound are dropped and counted."""
         metrics.LEDGER_SAMPLED.inc(len(rows))
+        if self._stopped:  # nothing would write them any more: counted, not silently queued
+            metrics.LEDGER_DROPPED.labels("shutdown").inc(len(rows))
+            return
         with self._lock:
             room = self.queue_rows - len(self._queue)
             self._queue.extend(rows[: max(room, 0)])
@@ -83,6 +87,7 @@ class LedgerWriter:
         if self._thread.is_alive():
             self._thread.join(timeout)
         with self._lock:
+            self._stopped = True
             left, self._queue = len(self._queue), deque()
         if left:
             metrics.LEDGER_DROPPED.labels("shutdown").inc(left)

@@ -18,7 +18,7 @@ depends_on = None
 def upgrade() -> None:
     # Nullable: rows written before this revision, and rows scored without a shadow, have none.
     with op.batch_alter_table("predictions") as batch:  # batch: SQLite cannot ALTER much in place
-        batch.add_column(sa.Column("model_alias", sa.String(64), nullable=True))
+        batch.add_column(sa.Column("model_alias", sa.String(255), nullable=True))
         batch.add_column(sa.Column("shadow_version", sa.String(64), nullable=True))
         batch.add_column(sa.Column("shadow_prediction", sa.Double, nullable=True))
 
