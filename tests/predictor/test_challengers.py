@@ -45,6 +45,16 @@ class SlowOnPredict(mlflow.pyfunc.PythonModel):
         return np.zeros(len(model_input))
 
 
+class SlowPerRow(mlflow.pyfunc.PythonModel):
+    """A challenger whose cost grows with the rows (50 ms each), so combining batches does not hide it."""
+
+    def predict(self, context, model_input, params=None):
+        import time
+
+        time.sleep(0.05 * len(model_input))
+        return np.zeros(len(model_input))
+
+
 @pytest.fixture
 def registry(tiny_registry: TinyRegistry) -> TinyRegistry:
     """Our own registered model: version 1 (`champion`) and version 2 (`challenger`), fitted on other data."""
@@ -308,9 +318,12 @@ def test_buckets_spread_evenly() -> None:
 def test_shutdown_records_every_served_row_even_with_a_slow_shadow(make_client, registry, tmp_path) -> None:
     """Stopping while the shadow lags: what it cannot score in time is recorded without it, before the
     ledger's last flush, so every acknowledged row is in the ledger."""
-    registry.log_version(SlowOnPredict(), tiny_frame(5), alias="challenger")
+    registry.log_version(SlowPerRow(), tiny_frame(5), alias="challenger")
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    client = make_client(settings=tiny_settings(registry, shadow_alias="challenger", ledger_database_url=url))
+    settings = tiny_settings(
+        registry, shadow_alias="challenger", ledger_database_url=url, microbatch_max_rows=6
+    )  # at most 6 rows per shadow call: 0.3 s each, the 120 rows take 6 s, past the 2 s stop budget
+    client = make_client(settings=settings)
     wait_for(lambda: challenger_of(client, registry, "shadow")["ready"], interval=0.05)
     shutdown_before = metric("predictor_shadow_dropped_rows_total", reason="shutdown")
 
@@ -326,3 +339,35 @@ def test_shutdown_records_every_served_row_even_with_a_slow_shadow(make_client, 
     engine.dispose()
     assert stored == {pid for body in bodies for pid in body["prediction_ids"]}
     assert metric("predictor_shadow_dropped_rows_total", reason="shutdown") > shutdown_before
+
+
+def test_combined_shadow_calls_keep_each_row_with_its_own_prediction(make_client, registry) -> None:
+    """The shadow scores many served batches in one call; every row still gets its own shadow value."""
+    client = make_client(settings=tiny_settings(registry, shadow_alias="challenger"))
+    wait_for(lambda: challenger_of(client, registry, "shadow")["ready"], interval=0.05)
+    challenger = _load(registry, "2")
+    frames = {seed: tiny_frame(1 + seed % 4, seed=100 + seed) for seed in range(30)}
+    calls_before = metric(
+        "predictor_shadow_batch_duration_seconds_count", model_name=registry.name, model_version="2"
+    )
+
+    with ThreadPoolExecutor(8) as pool:
+        bodies = dict(
+            zip(
+                frames,
+                pool.map(lambda f: predict(client, registry, records(f)), frames.values()),
+                strict=True,
+            )
+        )
+
+    def shadow_values(request_id: str) -> list:
+        samples = client.get("/v1/samples").json()["samples"]
+        return [s.get("shadow_prediction") for s in samples if s["request_id"] == request_id]
+
+    for seed, body in bodies.items():
+        values = wait_for(lambda b=body: (v := shadow_values(b["request_id"])) and None not in v and v)
+        np.testing.assert_allclose(values, challenger.predict(frames[seed]), rtol=0, atol=1e-9)
+    calls = metric(
+        "predictor_shadow_batch_duration_seconds_count", model_name=registry.name, model_version="2"
+    )
+    assert calls - calls_before < len(frames)  # fewer model calls than requests

@@ -132,6 +132,7 @@ def _challengers(
             queue_batches=settings.shadow_queue_batches,
             breaker=CircuitBreaker(settings.shadow_breaker_failures, settings.shadow_breaker_seconds),
             thread_initializer=lambda: threadpool_limits(limits=settings.inference_threads),
+            max_rows=settings.microbatch_max_rows,
         )
     return canary, shadow, list(followers.values())
 

@@ -94,10 +94,14 @@ class ShadowScorer:
         queue_batches: int,
         breaker: CircuitBreaker,
         thread_initializer: Callable[[], object] | None = None,
+        max_rows: int = 2000,
+        linger_seconds: float = 0.05,
     ):
         self.follower = follower
         self.breaker = breaker
         self.queue_batches = queue_batches
+        self.max_rows = max_rows
+        self.linger_seconds = linger_seconds
         self._thread_initializer = thread_initializer
         # Unbounded as a Queue so that the stop marker never blocks; `offer` enforces the bound.
         self._queue: queue.Queue[ServedBatch | object] = queue.Queue()
@@ -138,16 +142,43 @@ class ShadowScorer:
     def _run(self) -> None:
         if self._thread_initializer is not None:
             self._thread_initializer()  # the same OpenMP/BLAS limit as the champion's inference thread
-        while (item := self._queue.get()) is not _STOP:
-            assert isinstance(item, ServedBatch)
+        stopping = False
+        while not stopping:
+            batches, stopping = self._take()
+            for group in _by_served_model(batches):
+                values: list[ShadowPredictions | None] | None = None
+                if time.monotonic() >= self._deadline:
+                    self._skip_all(group, "shutdown")
+                else:
+                    try:
+                        values = self._score(group)
+                    except Exception:  # a bug here must not stop the recording of served rows
+                        log.exception("shadow scoring failed unexpectedly")
+                for batch, shadow in zip(group, values or [None] * len(group), strict=True):
+                    _record(batch, shadow)
+
+    def _take(self) -> tuple[list[ServedBatch], bool]:
+        """The next batches to score together, and whether the stop marker came: everything queued now,
+        plus what arrives within `linger_seconds`, up to `max_rows` rows. One model call then pays the
+        per-call cost (most of a tree pipeline's time on small batches) for many served batches."""
+        first = self._queue.get()
+        if first is _STOP:
+            return [], True
+        assert isinstance(first, ServedBatch)
+        batches, rows = [first], len(first.predictions)
+        linger_until = time.monotonic() + (self.linger_seconds if self._deadline == math.inf else 0)
+        while rows < self.max_rows:
+            wait = linger_until - time.monotonic()
             try:
-                shadow = (
-                    self._score(item) if time.monotonic() < self._deadline else self._skip(item, "shutdown")
-                )
-            except Exception:  # a bug here must not stop the recording of served rows
-                log.exception("shadow scoring failed unexpectedly")
-                shadow = None
-            _record(item, shadow)
+                item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                return batches, True
+            assert isinstance(item, ServedBatch)
+            batches.append(item)
+            rows += len(item.predictions)
+        return batches, False
 
     def _record_left(self) -> None:
         while True:
@@ -163,29 +194,51 @@ class ShadowScorer:
         metrics.SHADOW_DROPPED.labels(reason).inc(len(batch.predictions))
         return None
 
-    def _score(self, batch: ServedBatch) -> ShadowPredictions | None:
+    def _skip_all(self, batches: list[ServedBatch], reason: str) -> None:
+        for batch in batches:
+            self._skip(batch, reason)
+
+    def _score(self, batches: list[ServedBatch]) -> list[ShadowPredictions | None] | None:
+        """The shadow's predictions for batches one model answered, in one call; None when not scored."""
         shadow = self.follower.current
-        if shadow is None or shadow.version == batch.model.version:
+        if shadow is None or shadow.version == batches[0].model.version:
             return None
         if shadow.version != self._last_version:
             self._last_version = shadow.version
             self.breaker.reset()
+        frame = (
+            batches[0].frame
+            if len(batches) == 1
+            else pd.concat([b.frame for b in batches], ignore_index=True)
+        )
         started = time.perf_counter()
         try:
-            values = shadow.predict(batch.frame).tolist()
+            values = shadow.predict(frame).tolist()
         except Exception as exc:
             self.breaker.failed()
-            metrics.SHADOW_DROPPED.labels("failed").inc(len(batch.predictions))
+            self._skip_all(batches, "failed")
             log.warning(
-                "the shadow version failed on a served batch",
+                "the shadow version failed on served batches",
                 extra={"shadow_version": shadow.version, "error": f"{type(exc).__name__}: {exc}"},
             )
             return None
         self.breaker.succeeded()
         metrics.SHADOW_LATENCY.labels(shadow.name, shadow.version).observe(time.perf_counter() - started)
         metrics.SHADOW_PREDICTIONS.labels(shadow.name, shadow.version).inc(len(values))
-        _observe_disagreement(batch, shadow.version, values)
-        return ShadowPredictions(shadow.version, values)
+        per_batch: list[ShadowPredictions | None] = []
+        end = 0
+        for batch in batches:
+            start, end = end, end + len(batch.predictions)
+            per_batch.append(ShadowPredictions(shadow.version, values[start:end]))
+            _observe_disagreement(batch, shadow.version, values[start:end])
+        return per_batch
+
+
+def _by_served_model(batches: list[ServedBatch]) -> list[list[ServedBatch]]:
+    groups: dict[int, list[ServedBatch]] = {}
+    for batch in batches:
+        groups.setdefault(id(batch.model), []).append(batch)
+    return list(groups.values())
 
 
 def _record(batch: ServedBatch, shadow: ShadowPredictions | None) -> None:
