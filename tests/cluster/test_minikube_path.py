@@ -513,6 +513,9 @@ def test_challenger_in_shadow_and_canary_then_promoted_and_rolled_back(release: 
         )
         kube.wait_for(lambda: all(c == {"shadow": "2", "canary": "2"} for c in challengers(release).values()),
                       120, interval=5, what="every predictor pod with challenger v2 loaded")  # fmt: skip
+    # The upgrade replaced the predictor pods: a port-forward opened before it is bound to a pod gone.
+    if (stale := release.forwards.pop("predictor", None)) is not None:
+        stale.close()
     url = release.forward("predictor", 8080)
     with stage("labelled traffic over both arms, labels posted"):
         sent = label_feed.send([url], "drift", rows=CHALLENGER_ROWS, prefix=scenario.unique("ab"), batch=4)
