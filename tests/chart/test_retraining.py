@@ -545,5 +545,6 @@ def test_probes_routes_and_metrics_exist_in_the_controller(
     assert read, "nothing reads the controller's metrics"
     missing = sorted(name for name in read if not re.search(rf"^{name}[{{ ]", exposed, re.M))
     assert not missing, f"read by rules or dashboard, not exported by the controller: {missing}"
-    assert 'trainer_controller_retrain_runs_total{outcome="failed"} 0.0' in exposed
-    assert 'trainer_controller_rollbacks_total{model_name="hotel-adr"} 0.0' in exposed
+    # Exported from the start (any value: controller tests earlier in the same process may have counted).
+    assert re.search(r'^trainer_controller_retrain_runs_total\{outcome="failed"\} \d', exposed, re.M)
+    assert re.search(r'^trainer_controller_rollbacks_total\{model_name="hotel-adr"\} \d', exposed, re.M)
