@@ -583,9 +583,15 @@ def controller_trainer(release: Release, *args: str, env: dict[str, str] | None 
 
 
 def trainer_outcome(logs: str) -> dict:
-    """The JSON outcome `trainer train` prints on stdout (the logs around it are text lines)."""
-    outcome, _end = json.JSONDecoder().raw_decode(logs[logs.index("{\n") :])
-    return outcome
+    """The JSON outcome `trainer train` prints on stdout (indented, one key per line). `kubectl logs` merges
+    stderr in line by line, so a log line written meanwhile can sit between its lines: those are skipped."""
+    body = []
+    for line in logs[logs.index("{\n") :].splitlines():
+        if line in ("{", "}") or line.startswith(" "):
+            body.append(line)
+            if line == "}":
+                break
+    return json.loads("\n".join(body))
 
 
 def promote(mlflow_url: str, version: str) -> dict:
