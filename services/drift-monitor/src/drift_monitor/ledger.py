@@ -121,9 +121,7 @@ def version_errors(conn: Connection, model_name: str, start: datetime, end: date
             predictions.c.model_version,
             sa.func.count().label("ledger_rows"),
             sa.func.count(labels.c.id).label("labelled_rows"),
-            sa.func.avg(sa.func.abs(error)).label("mae"),
-            sa.func.avg(error * error).label("mse"),
-            sa.func.avg(error).label("bias"),
+            *_error_averages(error),
         )
         .select_from(predictions.outerjoin(labels, labels.c.id == predictions.c.id))
         .where(
@@ -173,12 +171,8 @@ def shadow_errors(conn: Connection, model_name: str, start: datetime, end: datet
             predictions.c.model_version,
             predictions.c.shadow_version,
             sa.func.count().label("labelled_rows"),
-            sa.func.avg(sa.func.abs(served)).label("served_mae"),
-            sa.func.avg(served * served).label("served_mse"),
-            sa.func.avg(served).label("served_bias"),
-            sa.func.avg(sa.func.abs(shadow)).label("shadow_mae"),
-            sa.func.avg(shadow * shadow).label("shadow_mse"),
-            sa.func.avg(shadow).label("shadow_bias"),
+            *_error_averages(served, "served_"),
+            *_error_averages(shadow, "shadow_"),
         )
         .select_from(predictions.join(labels, labels.c.id == predictions.c.id))
         .where(
@@ -239,6 +233,15 @@ def missing_shadow_columns(conn: Connection) -> list[str]:
 def _utc(value: datetime) -> datetime:
     # SQLite keeps naive UTC (the predictor writes UTC); PostgreSQL returns an aware timestamp.
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _error_averages(error: Any, prefix: str = "") -> list[Any]:
+    """`<prefix>mae`, `<prefix>mse` and `<prefix>bias` of an error expression (prediction − actual)."""
+    return [
+        sa.func.avg(sa.func.abs(error)).label(f"{prefix}mae"),
+        sa.func.avg(error * error).label(f"{prefix}mse"),
+        sa.func.avg(error).label(f"{prefix}bias"),
+    ]
 
 
 def _float(value: Any) -> float | None:
