@@ -41,7 +41,9 @@ The request schema below is built from the served model's MLflow signature."""
 
 
 def create_app(settings: Settings) -> FastAPI:
-    loader = MlflowModelLoader(settings.mlflow_tracking_uri, extra_fields=settings.extra_fields)
+    loader = MlflowModelLoader(
+        settings.mlflow_tracking_uri, extra_fields=settings.extra_fields, compile=settings.compiled_model
+    )
     follower = ModelFollower(
         loader,
         name=settings.model_name,
@@ -112,9 +114,11 @@ def _challengers(
         ]
         if alias not in followers:
             followers[alias] = ChallengerFollower(
-                MlflowModelLoader(
-                    settings.mlflow_tracking_uri, extra_fields=settings.extra_fields
-                ),  # own folder
+                MlflowModelLoader(  # its own folder
+                    settings.mlflow_tracking_uri,
+                    extra_fields=settings.extra_fields,
+                    compile=settings.compiled_model,
+                ),
                 name=settings.model_name,
                 alias=alias,
                 role="+".join(roles),

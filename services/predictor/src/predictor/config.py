@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     """Upper bound on rows the micro-batcher merges into one model call (concurrent requests)."""
     inference_threads: int = Field(1, ge=1)
     """OpenMP/BLAS threads for the model call; 1 avoids thread-sync overhead on small batches."""
+    compiled_model: bool = True
+    """Serve a recognised tree pipeline through lookup encoders and treelite (compiled.py) when proven
+    equal at load; false: always the model's own predict."""
     prediction_buckets: Annotated[list[float], NoDecode] = list(DEFAULT_PREDICTION_BUCKETS)
     """Bucket bounds of the `predictor_prediction_value` histogram, comma-separated, in the output's unit."""
     load_retry_max_seconds: float = Field(30, gt=0)

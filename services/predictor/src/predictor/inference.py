@@ -135,8 +135,8 @@ class InferenceService:
 
     def _predict_group(self, model: LoadedModel, jobs: list[_Job]) -> list[list[Any] | Exception]:
         try:
-            frame = model.schema.to_frame([row for job in jobs for row in job.rows])
-            values = model.predict(frame).tolist()
+            rows = [row for job in jobs for row in job.rows]
+            values = model.predict_rows(rows).tolist()
         except Exception:
             if len(jobs) > 1:  # one bad request must not fail its neighbours: retry them one by one
                 return [result for job in jobs for result in self._predict_group(model, [job])]
@@ -148,7 +148,7 @@ class InferenceService:
             self._record(model, jobs, per_job, None)
         else:  # recorded once the shadow scored the batch (or declined to), from its thread
             self.shadow.offer(
-                ServedBatch(model, frame, values, lambda shadow: self._record(model, jobs, per_job, shadow))
+                ServedBatch(model, rows, values, lambda shadow: self._record(model, jobs, per_job, shadow))
             )
         return per_job
 

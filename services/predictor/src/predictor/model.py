@@ -28,10 +28,14 @@ from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel
 from numpy.typing import NDArray
 
+from predictor import compiled as compiled_path
 from predictor.errors import MlflowUnavailable, ModelLoadError
 from predictor.schema import ExtraFields, InputSchema
 
 log = logging.getLogger(__name__)
+
+REFERENCE_ARTIFACT = "reference/reference.parquet"
+"""The drift reference the trainer logs with each run (docs/interfaces.md): real rows for proofs."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,8 @@ class LoadedModel:
     predict_fn: Callable[[pd.DataFrame], Any] = field(repr=False)
     fast_path: bool = False
     """True when the flavor's predict is called directly (schema enforced by `schema`, not again by MLflow)."""
+    compiled: compiled_path.CompiledPipeline | None = field(default=None, repr=False)
+    """The proven faster evaluation of validated rows (compiled.py); None: the frame through `predict_fn`."""
 
     @property
     def name(self) -> str:
@@ -72,6 +78,12 @@ class LoadedModel:
         """One prediction per row: shape (rows,) for one output, (rows, k) for k outputs."""
         return _as_rows(self.predict_fn(frame), len(frame))
 
+    def predict_rows(self, rows: list[dict[str, Any]]) -> NDArray[Any]:
+        """`predict` of validated rows, through the compiled path when there is one (no DataFrame)."""
+        if self.compiled is not None:
+            return _as_rows(self.compiled.predict(rows), len(rows))
+        return self.predict(self.schema.to_frame(rows))
+
     def metadata(self) -> dict[str, Any]:
         return {
             "name": self.ref.name,
@@ -80,6 +92,7 @@ class LoadedModel:
             "run_id": self.ref.run_id,
             "signature": self.signature,
             "loaded_at": self.loaded_at.isoformat(),
+            "compiled": self.compiled.route if self.compiled else None,
         }
 
 
@@ -89,9 +102,12 @@ class MlflowModelLoader:
     The only class that talks to MLflow, so the follower and the tests can swap it for a stand-in.
     """
 
-    def __init__(self, tracking_uri: str | None, *, extra_fields: ExtraFields = "forbid"):
+    def __init__(
+        self, tracking_uri: str | None, *, extra_fields: ExtraFields = "forbid", compile: bool = True
+    ):
         self.tracking_uri = tracking_uri or mlflow.get_tracking_uri()
         self.extra_fields = extra_fields
+        self.compile = compile
         self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
         self._cache = Path(tempfile.mkdtemp(prefix="predictor-models-"))
 
@@ -128,6 +144,9 @@ class MlflowModelLoader:
         signature = pyfunc.metadata.signature
         schema = InputSchema.from_signature(signature, title=ref.name, extra=self.extra_fields)
         predict_fn, fast = _choose_predict_fn(pyfunc, schema)
+        compiled = (
+            self._compiled(pyfunc, schema, predict_fn, ref, local_path) if fast and self.compile else None
+        )
         model = LoadedModel(
             ref=ref,
             schema=schema,
@@ -136,16 +155,68 @@ class MlflowModelLoader:
             local_path=local_path,
             predict_fn=predict_fn,
             fast_path=fast,
+            compiled=compiled,
         )
         log.info(
             "model version loaded",
             extra={
                 "version": ref.version,
                 "fast_path": fast,
+                "compiled": compiled.route if compiled else None,
                 "seconds": round(time.perf_counter() - started, 2),
             },
         )
         return model
+
+    def _compiled(
+        self,
+        pyfunc: PyFuncModel,
+        schema: InputSchema,
+        predict_fn: Callable[[pd.DataFrame], Any],
+        ref: VersionRef,
+        local_path: Path,
+    ) -> compiled_path.CompiledPipeline | None:
+        """The compiled path for this version when it recognises the model and proves equal, else None."""
+        started = time.perf_counter()
+        candidate = compiled_path.compile_pipeline(getattr(pyfunc._model_impl, "sklearn_model", None), schema)
+        if candidate is None:
+            return None
+        example = schema.validate_records(_records(pyfunc.input_example))
+        known = example + self._reference_records(ref, schema, local_path)
+        rows = compiled_path.proof_rows(schema, candidate, known)
+        proven = compiled_path.prove(candidate, lambda frame: _as_rows(predict_fn(frame), len(frame)), rows)
+        log.info(
+            "compiled path checked",
+            extra={
+                "version": ref.version,
+                "route": proven.route if proven else None,
+                "proof_rows": len(rows),
+                "seconds": round(time.perf_counter() - started, 2),
+            },
+        )
+        return proven
+
+    def _reference_records(
+        self, ref: VersionRef, schema: InputSchema, local_path: Path
+    ) -> list[dict[str, Any]]:
+        """Validated rows of the version's drift reference (the trainer logs it with the run), for the proof;
+        none when the run has no reference."""
+        if ref.run_id is None:
+            return []
+        try:
+            path = mlflow.artifacts.download_artifacts(
+                run_id=ref.run_id,
+                artifact_path=REFERENCE_ARTIFACT,
+                dst_path=str(local_path / "reference"),
+                tracking_uri=self.tracking_uri,
+            )
+            frame = pd.read_parquet(path, engine="fastparquet")
+            return schema.validate_records(
+                _records(frame[[c.name for c in schema.columns if c.name in frame]])
+            )
+        except Exception as exc:
+            log.info("no drift reference to add to the compiled path's proof: %s", exc)
+            return []
 
     def discard(self, model: LoadedModel) -> None:
         """Remove a version's downloaded files once it is no longer served (the model lives in memory)."""

@@ -40,6 +40,11 @@ class ModelMetadata(BaseModel):
         None, description="the MLflow signature: `inputs`, `outputs` column specs"
     )
     loaded_at: str | None = Field(None, description="ISO 8601, UTC")
+    compiled: str | None = Field(
+        None,
+        description="the proven faster evaluation in use (PREDICTOR_COMPILED_MODEL), e.g. "
+        "`lookup-encoder+treelite(<160 rows)`; null: the model's own predict",
+    )
     challengers: list[dict[str, Any]] | None = Field(
         None,
         description="the shadow and canary aliases when configured: `role`, `alias`, `version`, `ready` (canary: `percent`)",

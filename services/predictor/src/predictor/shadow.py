@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from predictor import metrics
 from predictor.follower import ChallengerFollower
@@ -40,10 +39,10 @@ class ShadowPredictions:
 
 @dataclass(frozen=True, slots=True)
 class ServedBatch:
-    """One micro-batch as served: the model that answered, its input frame and its predictions (flat)."""
+    """One micro-batch as served: the model that answered, its validated rows and its predictions (flat)."""
 
     model: LoadedModel
-    frame: pd.DataFrame
+    rows: list[dict[str, Any]]
     predictions: list[Any]
     record: Callable[[ShadowPredictions | None], None]
     """Records the batch (samples, ledger, metrics); called exactly once, with or without the shadow's values."""
@@ -206,14 +205,10 @@ class ShadowScorer:
         if shadow.version != self._last_version:
             self._last_version = shadow.version
             self.breaker.reset()
-        frame = (
-            batches[0].frame
-            if len(batches) == 1
-            else pd.concat([b.frame for b in batches], ignore_index=True)
-        )
+        rows = [row for batch in batches for row in batch.rows]
         started = time.perf_counter()
         try:
-            values = shadow.predict(frame).tolist()
+            values = shadow.predict_rows(rows).tolist()
         except Exception as exc:
             self.breaker.failed()
             self._skip_all(batches, "failed")
