@@ -77,8 +77,11 @@ def test_a_tree_pipeline_is_served_by_treelite_within_the_tolerance_and_by_the_e
     treelite = dataclasses.replace(proven, crossover_rows=len(rows) + 1)
     difference = compiled._relative_difference(treelite.predict(rows), expected)
     assert difference <= compiled.RELATIVE_TOLERANCE
-    encoder_only = dataclasses.replace(proven, forest=None)
-    assert np.array_equal(encoder_only.predict(rows), expected)  # the lookup encoder itself is exact
+    folded = dataclasses.replace(proven, forest=None)
+    assert folded.trees is not None
+    assert np.array_equal(folded.predict(rows), expected)  # the encoder and the folded trees are exact
+    encoder_only = dataclasses.replace(proven, forest=None, trees=None)
+    assert np.array_equal(encoder_only.predict(rows), expected)
     for row in rows[:20]:  # one row at a time, as a lone request is served
         assert (
             compiled._relative_difference(proven.predict([row]), pipeline.predict(schema.to_frame([row])))
@@ -92,6 +95,23 @@ def test_the_encoder_gives_the_column_transformers_own_matrix(fitted) -> None:
     rows = _fresh_rows(schema, seed=3)
     own = pipeline.named_steps["preprocess"].transform(schema.to_frame(rows))
     np.testing.assert_array_equal(candidate.encoder.encode(rows), own)
+
+
+def test_folded_trees_that_differ_are_not_used(fitted, monkeypatch) -> None:
+    pipeline, schema, X = fitted
+    real = compiled._fold_trees
+
+    def off_by_one_code(encoder, final):
+        trees = real(encoder, final)
+        name, lookup = next((n, lk) for n, lk in trees.encoder.outputs if lk is not None)
+        first = next(iter(lookup.codes))
+        wrong = dataclasses.replace(lookup, codes=lookup.codes | {first: lookup.codes[first] + 1})
+        outputs = tuple((n, wrong if n == name else lk) for n, lk in trees.encoder.outputs)
+        return dataclasses.replace(trees, encoder=dataclasses.replace(trees.encoder, outputs=outputs))
+
+    monkeypatch.setattr(compiled, "_fold_trees", off_by_one_code)
+    proven = _proven(pipeline, schema, X)
+    assert proven is not None and proven.trees is None
 
 
 def test_a_wrong_encoder_is_refused_by_the_proof(fitted) -> None:
@@ -112,7 +132,7 @@ def test_treelite_that_differs_is_not_used_but_the_encoder_is(fitted, monkeypatc
     monkeypatch.setattr(compiled, "_gtil_predict", lambda forest, matrix: real(forest, matrix) * (1 + 1e-6))
     proven = _proven(pipeline, schema, X)
     assert proven is not None and proven.forest is None
-    assert proven.route == "lookup-encoder"
+    assert proven.route == "lookup-encoder+folded-trees"
 
 
 def test_the_trainers_level_recalibration_is_kept(fitted) -> None:
