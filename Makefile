@@ -145,7 +145,7 @@ demo: setup  ## the whole loop locally: train, serve, traffic, drift, alert (DEM
 	@$(MAKE) --no-print-directory system-deps || echo "demo: Prometheus packages unavailable; running without the alert stage"
 	$(BIN)/python -m scripts.demo
 
-bench: setup system-deps  ## predictor vs `mlflow models serve`, the ledger's cost (database up/down/none), a shadow model's cost, on 127.0.0.1; one part: `python -m scripts.bench --only peer|ledger|shadow`
+bench: setup system-deps  ## predictor vs MLServer, LitServe, BentoML and `mlflow models serve` (each peer in its own venv under .state/bench/venvs), the ledger's cost (database up/down/none), a shadow model's cost, on 127.0.0.1; one part: `python -m scripts.bench --only peer|ledger|shadow`
 	$(BIN)/python -m scripts.bench
 
 load: setup  ## locust, headless, against HOST (make load HOST=http://127.0.0.1:8080 USERS=20 DURATION=30s MODE=drift)

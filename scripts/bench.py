@@ -1,12 +1,19 @@
-"""Benchmark: our predictor vs `mlflow models serve`, and the predictor's cost of its ledger and of a shadow model.
+"""Benchmark: our predictor vs its peers, and the predictor's cost of its ledger and of a shadow model.
 
 Usage: `make bench` (= `python -m scripts.bench`), one part only with `--only peer|ledger|shadow`, or
 with an MLflow server that already has a champion: `python -m scripts.bench --tracking-uri http://127.0.0.1:5000`.
 
-peer: both servers run one worker process and get the very same request bodies (MLflow's
-`dataframe_records`, which both accept) from wrk (Debian package), one case at a time: batch 1 at
-concurrency 1 and 16, batch 100 at concurrency 8. Printed: throughput, p50/p99 latency, the ratios
-ours/peer, and the in-process floor (the pipeline's own predict time).
+peer: ours against MLServer, LitServe, BentoML and `mlflow models serve` (scripts/bench_peers: each
+peer's venv, config, batching and body), one worker each, serving the same downloaded champion, driven
+by wrk (Debian package) with the same rows: batch 1 at concurrency 1 and 16, batch 100 at
+concurrency 8. One server runs at a time (the machine has 2 cores: an idle server still polls,
+and a peer's worker processes would compete with the one being measured): start it, check its
+predictions on the batch-100 body against ours (relative difference <= 1e-9, else no comparison),
+run the three cases, stop it. `--passes N` (default 2) repeats that for all five in turn, each pass
+starting one server further along, and the table shows each figure's median over the passes.
+Printed: throughput, p50/p99 latency, errors and the CPU cores each server used, per case the ratios
+ours/best peer and the issue-19 goals (met or not), and the in-process floor (the pipeline's own
+predict time).
 
 ledger: the same predictor without a ledger, and with PREDICTOR_LEDGER_DATABASE_URL on a real PostgreSQL
 (scripts/local_stack.start_postgres), once while the database runs and once after it was stopped: batch 1
@@ -34,12 +41,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import statistics
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -51,6 +58,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from threadpoolctl import threadpool_limits
 
 from scripts import local_stack as stack
+from scripts.bench_peers import procfs, report, servers
+from scripts.bench_peers.venvs import PEERS, peer_venv
 from scripts.traffic import sample_records
 
 MODEL = "hotel-adr"
@@ -97,6 +106,8 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    cores: float | None = None
+    """CPU seconds of the server's processes per second of the run (peer part only)."""
 
 
 def wrk(url: str, body: Path, *, rows: int, connections: int, seconds: float, script: Path) -> Result:
@@ -105,7 +116,12 @@ def wrk(url: str, body: Path, *, rows: int, connections: int, seconds: float, sc
         "-s", str(script), url,
     ]  # fmt: skip
     out = subprocess.run(
-        argv, capture_output=True, text=True, env={"BENCH_BODY": str(body)}, check=True
+        argv,
+        capture_output=True,
+        text=True,
+        env={"BENCH_BODY": str(body)},
+        check=True,
+        timeout=seconds + 60,  # wrk stops itself after `seconds`; this is in case it hangs
     ).stdout
     line = next(line for line in out.splitlines() if line.startswith("RESULT"))
     requests, duration_us, errors, p50_us, p99_us, _ = (int(float(x)) for x in line.split()[1:])
@@ -113,27 +129,22 @@ def wrk(url: str, body: Path, *, rows: int, connections: int, seconds: float, sc
     return Result(rps, rps * rows, p50_us / 1000, p99_us / 1000, errors)
 
 
-def start_peer(state_dir: Path, tracking_uri: str) -> stack.Process:
-    port = stack.free_port()
-    argv = [
-        str(stack.VENV_BIN / "mlflow"), "models", "serve", "-m", f"models:/{MODEL}@{ALIAS}",
-        "--env-manager", "local", "--workers", "1", "--host", "127.0.0.1", "--port", str(port),
-    ]  # fmt: skip
-    # `mlflow models serve --env-manager local` execs `uvicorn` from PATH: the venv's.
-    env = {"MLFLOW_TRACKING_URI": tracking_uri, "PATH": f"{stack.VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
-    return stack.start_process(
-        "mlflow-serve", argv, port=port, state_dir=state_dir, ready_path="/ping", env=env, timeout=180
-    )
-
-
-def in_process_floor(tracking_uri: str) -> tuple[float, float]:
-    """Median ms for the pipeline's predict on 1 row, and per row on 100 rows (one OpenMP thread, as served)."""
+def download_champion(tracking_uri: str, destination: Path) -> Path:
+    """The champion's MLflow model folder (MLmodel, model.pkl), downloaded once for every peer."""
     client = MlflowClient(tracking_uri)
     version = client.get_model_version_by_alias(MODEL, ALIAS).version
+    destination.mkdir(parents=True, exist_ok=True)
     path = mlflow.artifacts.download_artifacts(
-        client.get_model_version_download_uri(MODEL, version), tracking_uri=tracking_uri
+        client.get_model_version_download_uri(MODEL, version),
+        dst_path=str(destination),
+        tracking_uri=tracking_uri,
     )
-    pipeline = mlflow.sklearn.load_model(path)
+    return Path(path)
+
+
+def in_process_floor(model_dir: Path) -> tuple[float, float]:
+    """Median ms for the pipeline's predict on 1 row, and per row on 100 rows (one OpenMP thread, as served)."""
+    pipeline = mlflow.sklearn.load_model(str(model_dir))
     one, hundred = pd.DataFrame(sample_records("normal", 1)), pd.DataFrame(sample_records("normal", 100))
 
     def median_ms(frame: pd.DataFrame, repeat: int) -> float:
@@ -161,17 +172,6 @@ def ensure_champion(tracking_uri: str) -> None:
     )
     if result.returncode != 0:
         raise SystemExit(f"trainer failed:\n{result.stderr[-3000:]}")
-
-
-def check_same_predictions(ours: str, peer: str, body: bytes) -> None:
-    a = httpx.post(ours, content=body, headers={"Content-Type": "application/json"}, timeout=60).json()[
-        "predictions"
-    ]
-    b = httpx.post(peer, content=body, headers={"Content-Type": "application/json"}, timeout=60).json()[
-        "predictions"
-    ]
-    if a != b:
-        raise SystemExit("the two servers disagree on the same rows: refusing to compare their speed")
 
 
 @dataclass(frozen=True)
@@ -203,12 +203,14 @@ class LedgerCounters:
 
 def median_result(runs: list[Result]) -> Result:
     """Each figure's median over rounds (errors: their sum)."""
+    cores = [r.cores for r in runs if r.cores is not None]
     return Result(
         statistics.median(r.requests_per_second for r in runs),
         statistics.median(r.rows_per_second for r in runs),
         statistics.median(r.p50_ms for r in runs),
         statistics.median(r.p99_ms for r in runs),
         sum(r.errors for r in runs),
+        statistics.median(cores) if len(cores) == len(runs) else None,
     )
 
 
@@ -253,13 +255,21 @@ def wait_drained(base_url: str) -> LedgerCounters:
     return ledger_counters(base_url)
 
 
-def write_bodies(state_dir: Path, cases: list[tuple[int, int]]) -> dict[int, Path]:
+def case_records(cases: list[tuple[int, int]]) -> dict[int, list[dict]]:
+    """The rows of each batch size: the same for every server and every part of the bench."""
+    return {rows: sample_records("normal", rows, seed=rows) for rows in sorted({rows for rows, _ in cases})}
+
+
+def write_bodies(
+    state_dir: Path,
+    cases: list[tuple[int, int]],
+    encode: Callable[[list[dict]], bytes] = servers.records_body,
+    prefix: str = "body",
+) -> dict[int, Path]:
     bodies = {}
-    for rows in sorted({rows for rows, _ in cases}):
-        bodies[rows] = state_dir / f"body-{rows}.json"
-        bodies[rows].write_bytes(
-            json.dumps({"dataframe_records": sample_records("normal", rows, seed=rows)}).encode()
-        )
+    for rows, records in case_records(cases).items():
+        bodies[rows] = state_dir / f"{prefix}-{rows}.json"
+        bodies[rows].write_bytes(encode(records))
     return bodies
 
 
@@ -272,41 +282,87 @@ class Load:
     warmup: float
     duration: float
 
-    def run(self, url: str, rows: int, connections: int) -> Result:
+    def run(self, url: str, rows: int, connections: int, cpu_of: int | None = None) -> Result:
+        """With `cpu_of` (a server's pid), also the cores its processes used while measured."""
         if self.warmup:
-            wrk(
-                url,
-                self.bodies[rows],
-                rows=rows,
-                connections=connections,
-                seconds=self.warmup,
-                script=self.script,
-            )
+            self.drive(url, rows, connections, self.warmup)
+        if cpu_of is None:
+            return self.drive(url, rows, connections, self.duration)
+        cpu_before, started = procfs.cpu_seconds(cpu_of), time.monotonic()
+        result = self.drive(url, rows, connections, self.duration)
+        cores = (procfs.cpu_seconds(cpu_of) - cpu_before) / (time.monotonic() - started)
+        return replace(result, cores=cores)
+
+    def drive(self, url: str, rows: int, connections: int, seconds: float) -> Result:
         return wrk(
-            url,
-            self.bodies[rows],
-            rows=rows,
-            connections=connections,
-            seconds=self.duration,
-            script=self.script,
+            url, self.bodies[rows], rows=rows, connections=connections, seconds=seconds, script=self.script
         )
 
 
-def bench_peer(local: stack.LocalStack, state_dir: Path, tracking_uri: str, load: Load) -> None:
-    ours = local.add(stack.start_predictor(state_dir, tracking_uri, name="bench-predictor"))
-    peer = local.add(start_peer(state_dir, tracking_uri))
-    urls = {"ours": f"{ours.url}/v1/models/{MODEL}:predict", "peer": f"{peer.url}/invocations"}
-    check_same_predictions(urls["ours"], urls["peer"], load.bodies[max(load.bodies)].read_bytes())
+def fetch_predictions(server: servers.Server, url: str, body: Path) -> list[float]:
+    response = httpx.post(
+        f"{url}{server.path}",
+        content=body.read_bytes(),
+        headers={"Content-Type": "application/json"},
+        timeout=60,
+    )
+    response.raise_for_status()
+    return server.decode(response.json())
 
-    results: dict[tuple[int, int, str], Result] = {}
-    for rows, connections in CASES:
-        for server, url in urls.items():
-            print(f"batch {rows}, concurrency {connections}: {server} ...", flush=True)
-            results[rows, connections, server] = load.run(url, rows, connections)
-    ours.stop()
-    peer.stop()  # the floor is measured with no server competing for the CPU
-    one_row_ms, per_row_ms = in_process_floor(tracking_uri)
-    print_table(results, one_row_ms, per_row_ms, load.duration)
+
+def time_server(
+    server: servers.Server, load: Load, reference: list[float] | None, check_rows: int
+) -> tuple[list[float], dict[tuple[int, int], Result]]:
+    """Start `server`, check its predictions against `reference` (ours; None: this is ours), run every
+    case, stop it. Returns its predictions and its results per case."""
+    proc = server.start()
+    try:
+        predictions = fetch_predictions(server, proc.url, load.bodies[check_rows])
+        if server.name != report.OURS:
+            if reference is None:
+                raise RuntimeError("ours runs first: the peers are checked against its predictions")
+            difference = report.check_same_predictions(server.name, reference, predictions)
+            print(
+                f"{server.name}: the same predictions as ours on the {check_rows}-row body"
+                f" (max relative difference {difference:.1e})",
+                flush=True,
+            )
+        results = {}
+        for rows, connections in CASES:
+            print(f"batch {rows}, concurrency {connections}: {server.name} ...", flush=True)
+            url = f"{proc.url}{server.path}"
+            results[rows, connections] = load.run(url, rows, connections, cpu_of=proc.popen.pid)
+        return predictions, results
+    finally:
+        proc.stop()
+
+
+def bench_peer(state_dir: Path, tracking_uri: str, load: Load, passes: int = 2) -> None:
+    venvs = {peer: peer_venv(peer) for peer in PEERS}  # first: a fresh venv takes minutes
+    model_dir = download_champion(tracking_uri, state_dir / "champion")
+    lineup = servers.peer_servers(state_dir, tracking_uri, MODEL, model_dir, venvs)
+    loads = {
+        server.name: replace(
+            load, bodies=write_bodies(state_dir, CASES, server.encode, f"body-{server.name}")
+        )
+        for server in lineup
+    }
+    check_rows = max(rows for rows, _ in CASES)
+    runs: dict[tuple[int, int, str], list[Result]] = {}
+    reference: list[float] | None = None
+    for pass_ in range(passes):
+        # Each pass starts one server further along, so no server always runs first or last.
+        shift = pass_ % len(lineup)
+        for server in lineup[shift:] + lineup[:shift]:
+            print(f"pass {pass_ + 1}/{passes}: {server.name}", flush=True)
+            predictions, per_case = time_server(server, loads[server.name], reference, check_rows)
+            if server.name == report.OURS:  # ours runs first in pass 1: the peers are checked against it
+                reference = predictions
+            for (rows, connections), result in per_case.items():
+                runs.setdefault((rows, connections, server.name), []).append(result)
+    one_row_ms, per_row_ms = in_process_floor(model_dir)  # measured with no server competing for the CPU
+    results = {key: median_result(measured) for key, measured in runs.items()}
+    print_peer_table(results, [server.name for server in lineup], one_row_ms, per_row_ms, load, passes)
 
 
 def bench_ledger(
@@ -588,10 +644,16 @@ def main() -> None:
         help="ledger and shadow parts: rounds of none/up/down (off/on) per case, medians printed (default 1)",
     )
     parser.add_argument(
+        "--passes",
+        type=int,
+        default=2,
+        help="peer part: passes over all servers, one at a time, medians printed (default 2)",
+    )
+    parser.add_argument(
         "--only",
         choices=("peer", "ledger", "shadow"),
-        help="run one part: `peer` (ours vs mlflow models serve), `ledger` (database up vs down) or "
-        "`shadow` (a shadow model off vs on); default all three",
+        help="run one part: `peer` (ours vs MLServer, LitServe, BentoML and mlflow models serve), `ledger` "
+        "(database up vs down) or `shadow` (a shadow model off vs on); default all three",
     )
     args = parser.parse_args()
 
@@ -604,34 +666,27 @@ def main() -> None:
         script.write_text(WRK_SCRIPT)
         load = Load(script, write_bodies(state_dir, CASES), args.warmup, args.duration)
         if args.only in (None, "peer"):
-            bench_peer(local, state_dir, tracking_uri, load)
+            bench_peer(state_dir, tracking_uri, load, args.passes)
         if args.only in (None, "ledger"):
             bench_ledger(local, state_dir, tracking_uri, load, args.rounds)
         if args.only in (None, "shadow"):
             bench_shadow(local, state_dir, tracking_uri, load, args.rounds)
 
 
-def print_table(
-    results: dict[tuple[int, int, str], Result], one_row_ms: float, per_row_ms: float, seconds: float
+def print_peer_table(
+    results: dict[tuple[int, int, str], Result],
+    names: list[str],
+    one_row_ms: float,
+    per_row_ms: float,
+    load: Load,
+    passes: int,
 ) -> None:
-    header = f"{'case':<24}{'server':<8}{'req/s':>9}{'rows/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
-    print(f"\nwrk, {seconds:g} s per case, one worker process per server, 127.0.0.1\n")
-    print(header)
-    print("-" * len(header))
-    for rows, connections in CASES:
-        case = f"batch {rows}, conc {connections}"
-        for server, label in (("ours", "ours"), ("peer", "mlflow")):
-            r = results[rows, connections, server]
-            print(
-                f"{case if server == 'ours' else '':<24}{label:<8}{r.requests_per_second:>9.1f}{r.rows_per_second:>10.0f}"
-                f"{r.p50_ms:>9.1f}{r.p99_ms:>9.1f}{r.errors:>8}"
-            )
-        ours, peer = results[rows, connections, "ours"], results[rows, connections, "peer"]
-        print(
-            f"{'':<24}{'ratio':<8}{ours.requests_per_second / peer.requests_per_second:>8.1f}x"
-            f"{ours.rows_per_second / peer.rows_per_second:>9.1f}x"
-            f"{ours.p50_ms / peer.p50_ms:>8.2f}x{ours.p99_ms / peer.p99_ms:>8.2f}x"
-        )
+    medians = f", medians of {passes} passes" if passes > 1 else ""
+    print(
+        f"\npeers: wrk, {load.duration:g} s per case after {load.warmup:g} s of warm-up{medians}; one server at a"
+        " time, one worker each, 127.0.0.1; cores = CPU seconds of the server's processes per second of the run\n"
+    )
+    print("\n".join(report.peer_table(results, CASES, names)))
     print(
         f"\nin-process floor (pipeline.predict, 1 thread): 1 row {one_row_ms:.2f} ms; batch of 100 {per_row_ms * 1000:.0f} µs per row"
     )
