@@ -159,6 +159,9 @@ def test_readme_curl_examples_through_port_forward(release: Release) -> None:
     answers = [scenario.run_curl(c, url) for c in commands]
     metadata, single, split = answers[:3]
     assert metadata["name"] == MODEL and metadata["ready"] is True and metadata["version"] == "1"
+    # The champion (hist_gradient_boosting) is served by the compiled path in the pod: treelite loads
+    # from the image, and its load-time proof holds there too.
+    assert "lookup-encoder" in (metadata["compiled"] or ""), metadata
     assert len(single["predictions"]) == 1 and single["model_version"] == "1"
     assert len(split["predictions"]) == 2
     batch = json.loads(scenario.REQUEST_BODY.read_text())

@@ -20,7 +20,7 @@ from contextlib import suppress
 from mlflow.exceptions import MlflowException
 from tenacity import AsyncRetrying, RetryCallState, wait_exponential
 
-from predictor import metrics
+from predictor import heap, metrics
 from predictor.errors import MlflowUnavailable, ModelLoadError
 from predictor.logging import set_served_model
 from predictor.model import LoadedModel, MlflowModelLoader, VersionRef
@@ -170,6 +170,7 @@ class ModelFollower:
         )
         if old is not None:
             self.loader.discard(old)
+        heap.settle()
 
     def _announce(self, model: LoadedModel | None) -> None:
         if model is not None:
