@@ -24,6 +24,7 @@ byte. MLServer gets the same rows in its V2 protocol, one input per column (`ser
 `/v2/models/hotel-adr/infer`: its MLflow runtime's `/invocations` takes our body too, but that handler
 calls the model directly and skips adaptive batching (see `servers.MLSERVER_PATH`).
 
-Numbers depend on the machine and on what else runs on it; framework defaults (OpenMP threads in
-scikit-learn's predict, access logs) are left as each framework ships them.
+Every server calls the model with one OpenMP thread, as ours does (`servers.ONE_THREAD`); everything
+else (access logs, queues, HTTP servers) is as each framework ships it. Numbers depend on the machine
+and on what else runs on it.
 """
