@@ -57,6 +57,8 @@ from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 from threadpoolctl import threadpool_limits
 
+from predictor.model import prove_compiled
+from predictor.schema import InputSchema
 from scripts import local_stack as stack
 from scripts.bench_peers import procfs, report, servers
 from scripts.bench_peers.venvs import PEERS, peer_venv
@@ -142,22 +144,53 @@ def download_champion(tracking_uri: str, destination: Path) -> Path:
     return Path(path)
 
 
-def in_process_floor(model_dir: Path) -> tuple[float, float]:
-    """Median ms for the pipeline's predict on 1 row, and per row on 100 rows (one OpenMP thread, as served)."""
-    pipeline = mlflow.sklearn.load_model(str(model_dir))
-    one, hundred = pd.DataFrame(sample_records("normal", 1)), pd.DataFrame(sample_records("normal", 100))
+@dataclass(frozen=True)
+class Floor:
+    """In-process costs, one OpenMP thread as served: ms for 1 row, µs per row in a batch of 100."""
 
-    def median_ms(frame: pd.DataFrame, repeat: int) -> float:
-        pipeline.predict(frame)
+    pipeline_one_ms: float
+    pipeline_per_row_us: float
+    ours_one_ms: float | None
+    ours_per_row_us: float | None
+    route: str | None
+    """The compiled route our predictor proved for this model (None: it serves the pipeline's own predict)."""
+
+
+def in_process_floor(model_dir: Path) -> Floor:
+    """The pipeline's own predict on a DataFrame, and what our predictor does per call in process:
+    validating the records (InputSchema) and predicting them through its proven compiled path."""
+    pyfunc = mlflow.pyfunc.load_model(str(model_dir))
+    pipeline = pyfunc._model_impl.sklearn_model
+    one, hundred = sample_records("normal", 1), sample_records("normal", 100)
+    schema = InputSchema.from_signature(pyfunc.metadata.signature, title=MODEL)
+    compiled, _ = prove_compiled(pyfunc, schema, pyfunc.predict)
+
+    def median_ms(predict: Callable[[], object], repeat: int) -> float:
+        predict()
         times = []
         for _ in range(repeat):
             started = time.perf_counter()
-            pipeline.predict(frame)
+            predict()
             times.append((time.perf_counter() - started) * 1000)
         return statistics.median(times)
 
+    def ours(records: list[dict]) -> object:
+        assert compiled is not None
+        return compiled.predict(schema.validate_records(records))
+
     with threadpool_limits(1):  # PREDICTOR_INFERENCE_THREADS=1
-        return median_ms(one, 200), median_ms(hundred, 50) / 100
+        frames = pd.DataFrame(one), pd.DataFrame(hundred)
+        pipeline_one = median_ms(lambda: pipeline.predict(frames[0]), 200)
+        pipeline_hundred = median_ms(lambda: pipeline.predict(frames[1]), 50)
+        if compiled is None:
+            return Floor(pipeline_one, pipeline_hundred * 10, None, None, None)
+        return Floor(
+            pipeline_one,
+            pipeline_hundred * 10,
+            median_ms(lambda: ours(one), 500),
+            median_ms(lambda: ours(hundred), 100) * 10,
+            compiled.route,
+        )
 
 
 def ensure_champion(tracking_uri: str) -> None:
@@ -360,9 +393,9 @@ def bench_peer(state_dir: Path, tracking_uri: str, load: Load, passes: int = 2) 
                 reference = predictions
             for (rows, connections), result in per_case.items():
                 runs.setdefault((rows, connections, server.name), []).append(result)
-    one_row_ms, per_row_ms = in_process_floor(model_dir)  # measured with no server competing for the CPU
+    floor = in_process_floor(model_dir)  # measured with no server competing for the CPU
     results = {key: median_result(measured) for key, measured in runs.items()}
-    print_peer_table(results, [server.name for server in lineup], one_row_ms, per_row_ms, load, passes)
+    print_peer_table(results, [server.name for server in lineup], floor, load, passes)
 
 
 def bench_ledger(
@@ -676,8 +709,7 @@ def main() -> None:
 def print_peer_table(
     results: dict[tuple[int, int, str], Result],
     names: list[str],
-    one_row_ms: float,
-    per_row_ms: float,
+    floor: Floor,
     load: Load,
     passes: int,
 ) -> None:
@@ -688,8 +720,14 @@ def print_peer_table(
     )
     print("\n".join(report.peer_table(results, CASES, names)))
     print(
-        f"\nin-process floor (pipeline.predict, 1 thread): 1 row {one_row_ms:.2f} ms; batch of 100 {per_row_ms * 1000:.0f} µs per row"
+        f"\nin-process floor, 1 thread: pipeline.predict 1 row {floor.pipeline_one_ms:.2f} ms, batch of 100"
+        f" {floor.pipeline_per_row_us:.0f} µs per row"
     )
+    if floor.ours_one_ms is not None and floor.ours_per_row_us is not None:
+        print(
+            f"  ours (validation + {floor.route}): 1 row {floor.ours_one_ms:.3f} ms, batch of 100"
+            f" {floor.ours_per_row_us:.1f} µs per row"
+        )
 
 
 def print_ledger_tables(

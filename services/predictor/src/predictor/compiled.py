@@ -209,7 +209,7 @@ def prove(
     if not difference <= RELATIVE_TOLERANCE:
         log.warning("treelite differs from the model by %.3g (relative): not used", difference)
         return compiled
-    gtil.crossover_rows = _crossover(gtil, compiled.encoder.encode(rows))
+    gtil.crossover_rows = _crossover(gtil, rows)
     return gtil
 
 
@@ -333,24 +333,27 @@ def _relative_difference(got: NDArray[Any], expected: NDArray[Any]) -> float:
     return float(np.max(np.abs(got - expected) / scale))
 
 
-def _crossover(compiled: CompiledPipeline, encoded: NDArray[np.float64]) -> int:
-    """The row count below which treelite is faster than the estimator's own predict, from timing both
-    on the proof rows."""
-    matrices = {n: np.resize(encoded, (n, encoded.shape[1])) for n in _CALIBRATION_ROWS}
+def _crossover(compiled: CompiledPipeline, rows: list[dict[str, Any]]) -> int:
+    """The row count below which treelite is faster than the route bigger calls take (the folded trees or
+    the estimator's own predict), from timing both, encoding included, on the proof rows."""
+    batches = {n: (rows * (n // len(rows) + 1))[:n] for n in _CALIBRATION_ROWS}
 
-    def seconds(predict: Callable[[NDArray[np.float64]], Any], n: int) -> float:
-        predict(matrices[n])
+    def seconds(predict: Callable[[list[dict[str, Any]]], Any], n: int) -> float:
+        predict(batches[n])
         times = []
         for _ in range(7):
             started = time.perf_counter()
-            predict(matrices[n])
+            predict(batches[n])
             times.append(time.perf_counter() - started)
         return min(times)  # the cost itself: other load only ever adds to it
 
     small, large = _CALIBRATION_ROWS
     with threadpool_limits(1):  # as served (PREDICTOR_INFERENCE_THREADS=1); OpenMP spinning would skew it
-        tree = [seconds(lambda m: _gtil_predict(compiled.forest, m), n) for n in _CALIBRATION_ROWS]
-        own = [seconds(lambda m: compiled.final.predict(m), n) for n in _CALIBRATION_ROWS]
+        tree = [
+            seconds(lambda r: _gtil_predict(compiled.forest, compiled.encoder.encode(r)), n)
+            for n in _CALIBRATION_ROWS
+        ]
+        own = [seconds(compiled._predict_large, n) for n in _CALIBRATION_ROWS]
     tree_per_row, own_per_row = ((t[1] - t[0]) / (large - small) for t in (tree, own))
     if tree_per_row <= own_per_row:
         return 2**31

@@ -178,22 +178,19 @@ class MlflowModelLoader:
     ) -> compiled_path.CompiledPipeline | None:
         """The compiled path for this version when it recognises the model and proves equal, else None."""
         started = time.perf_counter()
-        candidate = compiled_path.compile_pipeline(getattr(pyfunc._model_impl, "sklearn_model", None), schema)
-        if candidate is None:
-            return None
-        example = schema.validate_records(_records(pyfunc.input_example))
-        known = example + self._reference_records(ref, schema, local_path)
-        rows = compiled_path.proof_rows(schema, candidate, known)
-        proven = compiled_path.prove(candidate, lambda frame: _as_rows(predict_fn(frame), len(frame)), rows)
-        log.info(
-            "compiled path checked",
-            extra={
-                "version": ref.version,
-                "route": proven.route if proven else None,
-                "proof_rows": len(rows),
-                "seconds": round(time.perf_counter() - started, 2),
-            },
+        proven, proof_rows = prove_compiled(
+            pyfunc, schema, predict_fn, lambda: self._reference_records(ref, schema, local_path)
         )
+        if proof_rows:
+            log.info(
+                "compiled path checked",
+                extra={
+                    "version": ref.version,
+                    "route": proven.route if proven else None,
+                    "proof_rows": proof_rows,
+                    "seconds": round(time.perf_counter() - started, 2),
+                },
+            )
         return proven
 
     def _reference_records(
@@ -221,6 +218,24 @@ class MlflowModelLoader:
     def discard(self, model: LoadedModel) -> None:
         """Remove a version's downloaded files once it is no longer served (the model lives in memory)."""
         shutil.rmtree(model.local_path, ignore_errors=True)
+
+
+def prove_compiled(
+    pyfunc: PyFuncModel,
+    schema: InputSchema,
+    predict_fn: Callable[[pd.DataFrame], Any],
+    more_rows: Callable[[], list[dict[str, Any]]] = list,
+) -> tuple[compiled_path.CompiledPipeline | None, int]:
+    """The proven compiled path of a loaded pyfunc (None when not recognised or not proven) and the number
+    of proof rows: the input example, `more_rows()` (validated) and compiled.proof_rows' sweep."""
+    candidate = compiled_path.compile_pipeline(getattr(pyfunc._model_impl, "sklearn_model", None), schema)
+    if candidate is None:
+        return None, 0
+    known = schema.validate_records(_records(pyfunc.input_example)) + more_rows()
+    rows = compiled_path.proof_rows(schema, candidate, known)
+    return compiled_path.prove(candidate, lambda frame: _as_rows(predict_fn(frame), len(frame)), rows), len(
+        rows
+    )
 
 
 def _choose_predict_fn(
