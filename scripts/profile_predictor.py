@@ -363,11 +363,11 @@ def profile_case(
 def source_description() -> str:
     def git(*args: str) -> str:
         done = subprocess.run(["git", *args], cwd=stack.REPO, capture_output=True, text=True, check=False)
-        return done.stdout.strip()
+        return done.stdout.rstrip()
 
     changed = [line[3:] for line in git("status", "--porcelain", "--", "services/predictor").splitlines()]
     dirty = f", plus uncommitted changes to {', '.join(changed)}" if changed else ""
-    return f"`{PREDICTOR_SRC}` at commit {git('rev-parse', '--short', 'HEAD')}{dirty}"
+    return f"`{PREDICTOR_SRC}` at commit {git('rev-parse', '--short', 'HEAD').strip()}{dirty}"
 
 
 # ---------------------------------------------------------------- report
