@@ -1,4 +1,6 @@
-"""validate_records' fast path: the very rows and errors of the record model, for any records.
+"""Issue 19's faster validation and frame building: the very rows, errors and frames as before.
+
+validate_records' fast path against the record model, for any records:
 
 `InputSchema.validate_with_pydantic` (the record model alone) is the reference; hypothesis feeds both
 valid records with faults mixed in: wrong types, bools in int columns, ints in float columns, numbers on
@@ -9,6 +11,7 @@ optional columns, unknown keys (under "forbid" and "ignore"), shuffled keys, non
 from __future__ import annotations
 
 import math
+import re
 import sys
 from collections import OrderedDict
 from datetime import datetime
@@ -17,8 +20,9 @@ from typing import Any
 
 import numpy as np
 import orjson
+import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, DataType, Schema
@@ -303,3 +307,49 @@ def test_plain_valid_records_do_not_need_pydantic(monkeypatch: pytest.MonkeyPatc
     rows = schema.validate_records([record, dict(reversed(record.items()))])
     assert outcome(lambda _: rows, None) == outcome(lambda _: expected, None)
     assert type(rows[0]["double_required"]) is float and type(rows[0]["float_optional"]) is float
+
+
+def frame_as_before(schema: InputSchema, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """`InputSchema.to_frame` as it was before issue 19 (one list per column, a None check on each)."""
+
+    def column(values: list[Any], dtype_of: DataType) -> Any:
+        dtype = {
+            DataType.boolean: "bool", DataType.integer: "int32", DataType.long: "int64",
+            DataType.float: "float32", DataType.double: "float64", DataType.string: "object",
+        }.get(dtype_of)  # fmt: skip
+        if dtype_of == DataType.datetime:
+            return pd.to_datetime(values).to_numpy(dtype="datetime64[ns]")
+        if np.dtype(dtype).kind in "iub" and None in values:
+            return np.array(values, dtype="float64") if dtype != "bool" else np.array(values, dtype=object)
+        return np.array(values, dtype=dtype)
+
+    return pd.DataFrame(
+        {c.name: column([row[c.name] for row in rows], c.type) for c in schema.columns}, copy=False
+    )
+
+
+@PROPERTY
+@given(data=st.data())
+def test_to_frame_gives_the_same_frame_as_before(data: st.DataObject) -> None:
+    schema = SCHEMAS["ignore"]
+    try:
+        rows = schema.validate_records(data.draw(records(schema, json_only=False)))
+    except ValidationError:
+        assume(False)
+    try:
+        expected = frame_as_before(schema, rows)
+    except (ValueError, OverflowError) as exc:  # dates pandas cannot hold (tz-aware and naive, past 2262)
+        with pytest.raises(type(exc), match=re.escape(str(exc))):
+            schema.to_frame(rows)
+        return
+    frame = schema.to_frame(rows)
+    pd.testing.assert_frame_equal(frame, expected, check_exact=True)
+    assert list(frame.dtypes) == list(expected.dtypes)
+
+
+def test_to_frame_of_no_rows_has_every_column_and_dtype() -> None:
+    schema = SCHEMAS["forbid"]
+    pd.testing.assert_frame_equal(schema.to_frame([]), frame_as_before(schema, []), check_exact=True)
+    one = schema_of([ColSpec(DataType.long, "n", required=False)], "forbid")
+    rows = one.validate_records([{"n": 1}, {}])
+    pd.testing.assert_frame_equal(one.to_frame(rows), frame_as_before(one, rows), check_exact=True)
