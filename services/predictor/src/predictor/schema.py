@@ -5,22 +5,41 @@ Nothing here is specific to one model: the record model (names, types, required/
 trained on another table is served with no code change. Rows that pass validation are turned into one
 pandas DataFrame per batch with the dtypes MLflow's own schema enforcement would produce, so the
 model's `predict` gets exactly what `mlflow.pyfunc` would give it.
+
+The record model defines valid input, but building model instances and dumping them back to dicts
+costs 2.5 times what validating the dicts does (100 hotel rows: 440 vs 180 µs). So a list of dicts is
+validated as such, by a TypedDict of the very same field types, and only a batch with any fault (or
+anything but a list of plain dicts) goes through the record model, which raises the errors a 422 names.
 """
 
 from __future__ import annotations
 
 import keyword
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from operator import itemgetter
+from typing import Annotated, Any, Literal, NotRequired
 
 import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, DataType
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, TypeAdapter, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+    with_config,
+)
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from predictor.errors import ModelLoadError
 
@@ -69,6 +88,13 @@ class InputSchema:
         self.title = title
         self.record_model = _record_model(columns, title=title, extra=extra)
         self._records = TypeAdapter(list[self.record_model])  # type: ignore[name-defined]  # built at runtime
+        plain = _record_dict(columns, title=title)
+        self._plain_records: TypeAdapter[list[dict[str, Any]]] = TypeAdapter(list[plain])  # type: ignore[valid-type]
+        self._names = tuple(c.name for c in columns)
+        self._forbid = extra == "forbid"
+        self._row_values: Callable[[dict[str, Any]], tuple[Any, ...]] = (
+            itemgetter(*self._names) if len(columns) > 1 else lambda row: (row[self._names[0]],)
+        )
 
     @classmethod
     def from_signature(
@@ -96,19 +122,48 @@ class InputSchema:
         return hash(self.columns)
 
     def validate_records(self, records: Any) -> list[dict[str, Any]]:
-        """Validated rows as dicts keyed by column name (optional columns filled with None).
+        """Validated rows as dicts keyed by column name, in signature order (optional columns filled with None).
 
-        Raises pydantic.ValidationError; locations are (row index, column name).
+        Raises pydantic.ValidationError; locations are (row index, column name). The rows are new dicts.
         """
+        rows = self._plain_rows(records)
+        return rows if rows is not None else self.validate_with_pydantic(records)
+
+    def validate_with_pydantic(self, records: Any) -> list[dict[str, Any]]:
+        """`validate_records` by the record model alone: its errors, and the reference for the fast path."""
         rows: list[dict[str, Any]] = self._records.dump_python(
             self._records.validate_python(records), by_alias=True
         )
         return rows
 
+    def _plain_rows(self, records: Any) -> list[dict[str, Any]] | None:
+        """The record model's rows for a list of dicts it accepts, validated as dicts; else None.
+
+        The TypedDict has the record model's field types, so it accepts and converts every value alike.
+        It ignores unknown fields: under "forbid", a record with more keys than its row had fields has one,
+        and the record model is asked instead. It leaves missing optional fields out: they are filled.
+        Anything but a list of plain dicts (a generator, a Mapping) goes to the record model untouched.
+        """
+        if type(records) is not list or not all(type(record) is dict for record in records):
+            return None
+        try:
+            rows: list[dict[str, Any]] = self._plain_records.validate_python(records)
+        except ValidationError:
+            return None
+        width, names = len(self._names), self._names
+        for i, (record, row) in enumerate(zip(records, rows, strict=True)):
+            if self._forbid and len(record) > len(row):
+                return None
+            if len(row) < width:
+                rows[i] = {name: row.get(name) for name in names}
+        return rows
+
     def to_frame(self, rows: list[dict[str, Any]]) -> pd.DataFrame:
         """One DataFrame for many validated rows, in signature order, with the signature's dtypes."""
+        # One C-level pass turns the rows into columns (a list comprehension per column costs twice that).
+        columns = list(zip(*map(self._row_values, rows), strict=True)) or [()] * len(self.columns)
         return pd.DataFrame(
-            {c.name: _column([row[c.name] for row in rows], c.type) for c in self.columns}, copy=False
+            {c.name: _column(values, c) for c, values in zip(self.columns, columns, strict=True)}, copy=False
         )
 
 
@@ -133,6 +188,15 @@ def _record_model(columns: tuple[Column, ...], *, title: str, extra: ExtraFields
     return create_model(_model_name(title), __config__=config, **fields)
 
 
+def _record_dict(columns: tuple[Column, ...], *, title: str) -> type:
+    """The record model's fields as a TypedDict (keys are the column names, whatever they are)."""
+    fields = {
+        c.name: _TYPES[c.type][0] if c.required else NotRequired[_TYPES[c.type][0] | None] for c in columns
+    }
+    record: Any = TypedDict(_model_name(title) + "Dict", fields)  # type: ignore[misc]  # built at runtime
+    return with_config(ConfigDict(extra="ignore"))(record)
+
+
 def _shadows(name: str) -> bool:
     return name.startswith("model_") or hasattr(BaseModel, name)
 
@@ -142,12 +206,12 @@ def _model_name(title: str) -> str:
     return "".join(w[:1].upper() + w[1:] for w in words if w) + "Record"
 
 
-def _column(values: list[Any], dtype_of: DataType) -> NDArray[Any]:
-    dtype = _TYPES[dtype_of][1]
-    if dtype_of == DataType.datetime:
-        dates: NDArray[np.datetime64] = pd.to_datetime(values).to_numpy(dtype="datetime64[ns]")
+def _column(values: tuple[Any, ...], column: Column) -> NDArray[Any]:
+    dtype = _TYPES[column.type][1]
+    if column.type == DataType.datetime:
+        dates: NDArray[np.datetime64] = pd.to_datetime(list(values)).to_numpy(dtype="datetime64[ns]")
         return dates
-    if dtype.kind in "iub" and None in values:
+    if dtype.kind in "iub" and not column.required and None in values:  # validated: required means no None
         # A missing optional number: pandas' own representation is a float column with NaN.
         return np.array(values, dtype="float64") if dtype.kind != "b" else np.array(values, dtype=object)
     return np.array(values, dtype=dtype)
