@@ -165,3 +165,63 @@ def test_the_proof_rows_sweep_every_category_an_unseen_one_and_a_missing_one(fit
     assert known_countries - {None} <= countries
     assert compiled._UNSEEN in countries
     assert None in {row["meal"] for row in rows}
+
+
+def _ordinal_then(
+    final: Any, X: pd.DataFrame, y: pd.Series, *, columns: Any = CATEGORICAL, unknown: float = -1
+) -> Pipeline:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OrdinalEncoder
+
+    encode = ColumnTransformer(
+        [
+            (
+                "categorical",
+                OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=unknown),
+                columns,
+            ),
+            ("numeric", "passthrough", ["lead_time", "adults", "price_index"]),
+        ]
+    )
+    return Pipeline([("preprocess", encode), ("model", final)]).fit(X, y)
+
+
+def test_a_model_that_refuses_some_proof_rows_keeps_its_own_predict(fitted) -> None:
+    from sklearn.linear_model import Ridge
+
+    _, schema, X = fitted
+    _, y = _table(3000, seed=1)
+    # An unseen category becomes NaN, which Ridge refuses: served rows with known categories are fine,
+    # the proof's unseen-category sweep is not. The version loads all the same, on its own predict.
+    model = _ordinal_then(Ridge(), X.fillna({"meal": "BB"}), y, unknown=np.nan)
+    candidate = compiled.compile_pipeline(model, schema)
+    assert candidate is not None
+    known = schema.validate_records(_records(X.head(50)))
+    assert compiled.prove(candidate, model.predict, compiled.proof_rows(schema, candidate, known)) is None
+
+
+def test_classic_trees_never_go_to_treelite(fitted) -> None:
+    from sklearn.ensemble import RandomForestRegressor
+
+    _, _, X = fitted
+    _, y = _table(3000, seed=1)
+    forest = RandomForestRegressor(n_estimators=10, random_state=0)
+    model = _ordinal_then(forest, X.fillna({"meal": "BB"}), y)
+    # They round inputs to float32 before comparing with a threshold; treelite would not.
+    assert compiled._import_forest(model.named_steps["model"]) is None
+
+
+def test_column_selections_it_does_not_read_are_not_recognised(fitted) -> None:
+    _, schema, X = fitted
+    _, y = _table(3000, seed=1)
+    model = _ordinal_then(_Mean(), X, y, columns=slice(4, 6))
+    assert compiled.compile_pipeline(model, schema) is None
+
+
+class _Mean:
+    def fit(self, X: Any, y: Any) -> _Mean:
+        self.mean_ = float(np.mean(y))
+        return self
+
+    def predict(self, X: Any) -> Any:
+        return np.full(len(X), self.mean_)

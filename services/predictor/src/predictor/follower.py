@@ -170,6 +170,7 @@ class ModelFollower:
         )
         if old is not None:
             self.loader.discard(old)
+        del old  # so the replaced version is collected by the settle, not frozen with the rest
         heap.settle()
 
     def _announce(self, model: LoadedModel | None) -> None:
