@@ -34,10 +34,11 @@ How a sample is classified: its frames are walked from the innermost out; the fi
 a rule of RULES (by file, function and, for our own code, the source line) decides. Libraries without a
 rule (pandas, numpy, pydantic, asyncio, ...) count for the nearest caller that has one: pydantic under
 `InputSchema.validate_records` is validation, pandas under `to_frame` is frame building, the same pandas
-under scikit-learn is the model. A model sample is then refined by the whole stack: a ColumnTransformer
-frame anywhere in it makes it the ColumnTransformer's, else a HistGradientBoosting frame the booster's,
-else "model: other". orjson has no Python frames: `orjson.loads`/`orjson.dumps` are told apart by the
-source line of their caller. Samples no rule matches are "other", and the report lists their innermost
+under scikit-learn is the model. A model sample is then refined by the whole stack (MODEL_PARTS): a
+ColumnTransformer frame anywhere in it makes it the ColumnTransformer's, else a HistGradientBoosting
+frame the booster's, else the compiled path's encoder or trees (predictor/compiled.py, treelite), else
+"model: other". orjson has no Python frames: `orjson.loads`/`orjson.dumps` are told apart by the source
+line of their caller. Samples no rule matches are "other", and the report lists their innermost
 frames, so a renamed function (someone's refactor) shows up there and says which rule to extend.
 
 py-spy pauses the process for each sample (`--rate` trades that for resolution) and needs ptrace rights on
@@ -110,7 +111,9 @@ FRAME = "frame building (schema.to_frame, pandas)"
 MODEL = "model"  # refined into the three below
 MODEL_CT = "model: ColumnTransformer (encoders)"
 MODEL_HGB = "model: HistGradientBoostingRegressor.predict"
-MODEL_OTHER = "model: other (Pipeline, MLflow wrapper, LoadedModel)"
+MODEL_ENCODER = "model: compiled encoder (compiled.LookupEncoder)"
+MODEL_TREES = "model: compiled trees (treelite GTIL, FoldedTrees)"
+MODEL_OTHER = "model: other (Pipeline, MLflow wrapper, LoadedModel, CompiledPipeline)"
 ENCODING = "response encoding (json_response, orjson.dumps)"
 ROUTE = "route handler (api.predict: prediction ids, response dict)"
 METRICS = "metrics (prometheus_client)"
@@ -120,10 +123,10 @@ MIDDLEWARE = "middleware, request id, access log"
 HTTP = "uvicorn/starlette/fastapi, event loop, HTTP"
 OTHER = "other (no rule matched)"
 IDLE = "waiting (blocked, yet sampled as running)"  # --mode running only; left out of every share
-OUTSIDE_GIL = "outside the GIL (process CPU - GIL time: tree walk, numpy, syscalls)"
+OUTSIDE_GIL = "outside the GIL (process CPU - GIL time: native tree walks, numpy, syscalls)"
 
 CATEGORIES = [
-    PARSING, VALIDATION, FRAME, MODEL_CT, MODEL_HGB, MODEL_OTHER, ENCODING, ROUTE,
+    PARSING, VALIDATION, FRAME, MODEL_CT, MODEL_HGB, MODEL_ENCODER, MODEL_TREES, MODEL_OTHER, ENCODING, ROUTE,
     METRICS, SAMPLES, BATCHING, MIDDLEWARE, HTTP, OTHER,
 ]  # fmt: skip
 
@@ -169,10 +172,14 @@ RULES = [
     Rule(BATCHING, "concurrent/futures/"),
     Rule(BATCHING, "threading.py"),
 ]
-# A model sample is refined by what its whole stack contains, in this order.
+# A model sample is refined by what its whole stack contains, in this order: scikit-learn's own steps,
+# then the compiled path (predictor/compiled.py) that replaces them for recognised pipelines.
 MODEL_PARTS = [
-    (MODEL_CT, "sklearn/compose/_column_transformer.py"),
-    (MODEL_HGB, "sklearn/ensemble/_hist_gradient_boosting/"),
+    Rule(MODEL_CT, "sklearn/compose/_column_transformer.py"),
+    Rule(MODEL_HGB, "sklearn/ensemble/_hist_gradient_boosting/"),
+    Rule(MODEL_ENCODER, "predictor/compiled.py", function=r"Lookup|encode"),
+    Rule(MODEL_TREES, "predictor/compiled.py", function=r"gtil|FoldedTrees|_fold"),
+    Rule(MODEL_TREES, "treelite/"),
 ]
 
 
@@ -206,9 +213,9 @@ def classify(frames: list[Frame], source_line: Callable[[Frame], str]) -> str:
             if rule.matches(frame, source_line):
                 if rule.category != MODEL:
                     return rule.category
-                for part, file in MODEL_PARTS:
-                    if any(Rule(part, file).matches(f, source_line) for f in frames):
-                        return part
+                for part in MODEL_PARTS:
+                    if any(part.matches(f, source_line) for f in frames):
+                        return part.category
                 return MODEL_OTHER
     return OTHER
 
