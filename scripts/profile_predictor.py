@@ -1,6 +1,6 @@
 """Where the predictor's CPU goes, stage by stage, under the bench's load (issue 19).
 
-Usage (from the repository root, in the dev venv; needs py-spy: `.venv/bin/pip install py-spy`):
+Usage (from the repository root, in the dev venv, which has py-spy from requirements-dev.txt):
 
     python -m scripts.profile_predictor                          # MLflow + champion + predictor, 3 cases
     python -m scripts.profile_predictor --markdown /tmp/profile.md --duration 30
